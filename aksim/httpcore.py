@@ -91,7 +91,8 @@ class Route:
 
 
 class Router:
-    _PARAM = re.compile(r"\{(\w+)\}")
+    """Templates use ``{name}`` for one path segment and ``{name:path}`` for one or more (e.g. an ARM scope)."""
+    _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
@@ -100,7 +101,8 @@ class Router:
         pattern = ""
         pos = 0
         for m in self._PARAM.finditer(template):
-            pattern += re.escape(template[pos:m.start()]) + f"(?P<{m.group(1)}>[^/]+)"
+            segment = ".+?" if m.group(2) else "[^/]+"
+            pattern += re.escape(template[pos:m.start()]) + f"(?P<{m.group(1)}>{segment})"
             pos = m.end()
         pattern += re.escape(template[pos:])
         regex = re.compile("^" + pattern + "$", re.IGNORECASE)
