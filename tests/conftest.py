@@ -35,9 +35,6 @@ FAST_TIMINGS = {"lro": 0.3, "poll": 0.1, "connector_start": 0.3, "connector_rest
 WRITE_METHODS = ("PUT", "PATCH", "DELETE")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "scenario(name_or_mapping): scenario the simulator loads for the test")
-
 
 @dataclass
 class AzResult:
