@@ -1,0 +1,25 @@
+"""Names and identifiers shared by the extension's modules (real values from AKS / virtual-kubelet)."""
+
+ADDON_KEY = "aciConnectorLinux"
+ADDON_SUBNET_KEY = "SubnetName"
+DEFAULT_SUBNET_NAME = "virtual-node-aci"
+ACI_DELEGATION = "Microsoft.ContainerInstance/containerGroups"
+ACI_PROVIDER = "Microsoft.ContainerInstance"
+
+ADDON_NODE_NAME = "virtual-node-aci-linux"
+CONNECTOR_NAMESPACE = "kube-system"
+CONNECTOR_LABEL_SELECTOR = "app=aci-connector-linux"
+NODE_TYPE_LABEL = ("type", "virtual-kubelet")
+TAINT_KEY = "virtual-kubelet.io/provider"
+TAINT_VALUE = "azure"
+TAINT_EFFECT = "NoSchedule"
+LEASE_NAMESPACE = "kube-node-lease"
+
+NETWORK_CONTRIBUTOR = "Network Contributor"
+NETWORK_CONTRIBUTOR_ID = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+ROLE_MARKER = "Created by az aks virtual-node"
+
+# ARM api-versions for the resources reached through the generic resources client.
+NETWORK_API_VERSION = "2024-05-01"
+
+DEFAULT_TIMEOUT = 600

@@ -1,0 +1,73 @@
+from knack.help_files import helps
+
+helps["aks virtual-node"] = """
+type: group
+short-summary: Burst pods onto Azure Container Instances through an AKS virtual node (ACI connector).
+long-summary: |
+    'enable' prepares the delegated subnet, turns on the managed ACI connector add-on, grants the connector
+    identity Network Contributor on that subnet only, and verifies on the cluster that node
+    virtual-node-aci-linux registered, is Ready, tainted and heart-beating. 'status' reports whether it
+    really works and why not; 'disable' removes it all again.
+"""
+
+helps["aks virtual-node enable"] = """
+type: command
+short-summary: Enable a virtual node on an Azure CNI cluster and verify that it works.
+long-summary: |
+    Everything is checked before the first change: the cluster uses Azure CNI with its own virtual network,
+    the subnet can be used (created and delegated if missing), ACI is offered in the region, and you hold the
+    rights needed. Re-running converges; an interrupted run can be re-run to finish. The output is the same
+    object 'az aks virtual-node status' returns.
+examples:
+  - name: Enable with a new subnet picked from the cluster's virtual network
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster
+  - name: Enable with a given subnet name and address prefix
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --subnet-name virtual-node-aci --subnet-cidr 10.241.0.0/16
+  - name: Start without waiting (for CI), then wait for the node
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --no-wait
+  - name: Enable where an administrator grants the connector's role
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --skip-role-assignment
+"""
+
+helps["aks virtual-node disable"] = """
+type: command
+short-summary: Turn the virtual node off and remove what 'enable' created.
+long-summary: |
+    Refuses while pods other than DaemonSet pods run on the virtual node (use --force to delete them with it).
+    Turns off the add-on, waits for the node to go, removes the role assignments this extension created and,
+    with --delete-subnet, deletes the subnet once Azure Container Instances releases it. Disabling a cluster
+    without a virtual node succeeds and says so.
+examples:
+  - name: Disable after a confirmation prompt
+    text: az aks virtual-node disable -g MyResourceGroup -n MyCluster
+  - name: Disable without a prompt and delete the subnet
+    text: az aks virtual-node disable -g MyResourceGroup -n MyCluster --delete-subnet --yes
+  - name: Disable even though pods still run on the virtual node
+    text: az aks virtual-node disable -g MyResourceGroup -n MyCluster --force --yes
+"""
+
+helps["aks virtual-node status"] = """
+type: command
+short-summary: Show whether the virtual node really works, and if not why and what to do.
+long-summary: |
+    Prints one stable JSON object (schema in the extension's README): mode, subnet, identity, role
+    assignment, connector pods, node, workload, container groups, 'healthy' and 'problems' with stable codes.
+    Exits 0 whenever the status could be read; scripts use --query healthy.
+examples:
+  - name: Show the status as a table
+    text: az aks virtual-node status -g MyResourceGroup -n MyCluster -o table
+  - name: Fail a CI step unless the virtual node is healthy
+    text: az aks virtual-node status -g MyResourceGroup -n MyCluster --query healthy -o tsv
+  - name: List the problem codes
+    text: az aks virtual-node status -g MyResourceGroup -n MyCluster --query "problems[].code"
+"""
+
+helps["aks virtual-node wait"] = """
+type: command
+short-summary: Wait until the virtual node is ready, or gone (for CI after --no-wait).
+examples:
+  - name: Wait up to 10 minutes for the virtual node to be ready
+    text: az aks virtual-node wait -g MyResourceGroup -n MyCluster --ready --timeout 600
+  - name: Wait for the virtual node to be removed
+    text: az aks virtual-node wait -g MyResourceGroup -n MyCluster --deleted
+"""

@@ -1,0 +1,51 @@
+"""Argument validators: reject malformed input before any request is sent."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from azure.cli.core.azclierror import InvalidArgumentValueError
+
+_SUBNET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,78}[A-Za-z0-9_]$|^[A-Za-z0-9]$")
+
+
+def validate_subnet_name(namespace: Any) -> None:
+    name = getattr(namespace, "subnet_name", None)
+    if name is None:
+        return
+    if "/" in name:
+        raise InvalidArgumentValueError(
+            f"--subnet-name expects the subnet's name, not a resource ID or path: '{name}'. The subnet must be in "
+            "the cluster's virtual network; pass just its last segment, e.g. --subnet-name virtual-node-aci.")
+    if not _SUBNET_NAME.match(name):
+        raise InvalidArgumentValueError(
+            f"--subnet-name '{name}' is not a valid subnet name: 1-80 characters, letters, digits, '_', '.', '-', "
+            "starting with a letter or digit and ending with a letter, digit or '_'.")
+
+
+def validate_subnet_cidr(namespace: Any) -> None:
+    cidr = getattr(namespace, "subnet_cidr", None)
+    if cidr is not None:
+        from azext_virtualnode.network import parse_cidr
+        parse_cidr(cidr)
+
+
+def validate_positive(option: str, attr: str):
+    def _validate(namespace: Any) -> None:
+        value = getattr(namespace, attr, None)
+        if value is not None and value <= 0:
+            raise InvalidArgumentValueError(f"{option} must be a positive number of seconds, not {value}.")
+    return _validate
+
+
+def validate_enable(namespace: Any) -> None:
+    validate_subnet_name(namespace)
+    validate_subnet_cidr(namespace)
+    validate_positive("--timeout", "timeout")(namespace)
+
+
+def validate_wait(namespace: Any) -> None:
+    if bool(getattr(namespace, "ready", False)) == bool(getattr(namespace, "deleted", False)):
+        raise InvalidArgumentValueError("Specify exactly one of --ready or --deleted.")
+    validate_positive("--timeout", "timeout")(namespace)
+    validate_positive("--interval", "interval")(namespace)

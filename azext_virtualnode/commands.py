@@ -1,0 +1,9 @@
+from azext_virtualnode._format import status_table_format
+
+
+def load_command_table(self, _):
+    with self.command_group("aks virtual-node", is_preview=True) as g:
+        g.custom_command("enable", "enable_virtual_node", supports_no_wait=True, table_transformer=status_table_format)
+        g.custom_command("disable", "disable_virtual_node")
+        g.custom_show_command("status", "virtual_node_status", table_transformer=status_table_format)
+        g.custom_command("wait", "wait_virtual_node")

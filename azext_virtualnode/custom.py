@@ -1,0 +1,37 @@
+"""Command functions: argument plumbing only; the work is in workflow.py and the domain modules."""
+from __future__ import annotations
+
+from typing import Any
+
+from azext_virtualnode._consts import DEFAULT_TIMEOUT
+
+
+def _ctx(cmd: Any, resource_group_name: str, name: str) -> Any:
+    from azext_virtualnode.workflow import Ctx
+    return Ctx(cmd, resource_group_name, name)
+
+
+def enable_virtual_node(cmd: Any, resource_group_name: str, name: str, subnet_name: str | None = None,
+                        subnet_cidr: str | None = None, skip_role_assignment: bool = False,
+                        timeout: int = DEFAULT_TIMEOUT, no_wait: bool = False) -> dict[str, Any] | None:
+    from azext_virtualnode.workflow import enable
+    return enable(_ctx(cmd, resource_group_name, name), subnet_name, subnet_cidr, skip_role_assignment, timeout,
+                  no_wait)
+
+
+def disable_virtual_node(cmd: Any, resource_group_name: str, name: str, delete_subnet: bool = False,
+                         force: bool = False, yes: bool = False, subnet_name: str | None = None,
+                         timeout: int = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    from azext_virtualnode.workflow import disable
+    return disable(_ctx(cmd, resource_group_name, name), delete_subnet, force, yes, timeout, subnet_name)
+
+
+def virtual_node_status(cmd: Any, resource_group_name: str, name: str) -> dict[str, Any]:
+    from azext_virtualnode.workflow import status
+    return status(_ctx(cmd, resource_group_name, name))
+
+
+def wait_virtual_node(cmd: Any, resource_group_name: str, name: str, ready: bool = False, deleted: bool = False,
+                      timeout: int = DEFAULT_TIMEOUT, interval: int = 10) -> None:
+    from azext_virtualnode.workflow import wait
+    wait(_ctx(cmd, resource_group_name, name), ready, deleted, timeout, interval)
