@@ -3,7 +3,7 @@ from knack.help_files import helps
 helps["aks virtual-node"] = """
 type: group
 short-summary: Burst pods onto Azure Container Instances through an AKS virtual node (ACI connector).
-long-summary: |
+long-summary: >-
     'enable' prepares the delegated subnet, turns on the managed ACI connector add-on, grants the connector
     identity Network Contributor on that subnet only, and verifies on the cluster that node
     virtual-node-aci-linux registered, is Ready, tainted and heart-beating. 'status' reports whether it
@@ -13,7 +13,7 @@ long-summary: |
 helps["aks virtual-node enable"] = """
 type: command
 short-summary: Enable a virtual node on an Azure CNI cluster and verify that it works.
-long-summary: |
+long-summary: >-
     Everything is checked before the first change: the cluster uses Azure CNI with its own virtual network,
     the subnet can be used (created and delegated if missing), ACI is offered in the region, and you hold the
     rights needed. Re-running converges; an interrupted run can be re-run to finish. The output is the same
@@ -32,7 +32,7 @@ examples:
 helps["aks virtual-node disable"] = """
 type: command
 short-summary: Turn the virtual node off and remove what 'enable' created.
-long-summary: |
+long-summary: >-
     Refuses while pods other than DaemonSet pods run on the virtual node (use --force to delete them with it).
     Turns off the add-on, waits for the node to go, removes the role assignments this extension created and,
     with --delete-subnet, deletes the subnet once Azure Container Instances releases it. Disabling a cluster
@@ -49,7 +49,7 @@ examples:
 helps["aks virtual-node status"] = """
 type: command
 short-summary: Show whether the virtual node really works, and if not why and what to do.
-long-summary: |
+long-summary: >-
     Prints one stable JSON object (schema in the extension's README): mode, subnet, identity, role
     assignment, connector pods, node, workload, container groups, 'healthy' and 'problems' with stable codes.
     Exits 0 whenever the status could be read; scripts use --query healthy.
