@@ -24,7 +24,9 @@ def cf_authorization(cli_ctx: Any) -> Any:
 
 
 def cf_container_groups(cli_ctx: Any) -> Any:
-    return get_mgmt_service_client(cli_ctx, ResourceType.MGMT_CONTAINERINSTANCE).container_groups
+    # ResourceType.MGMT_CONTAINERINSTANCE names no client class in azure-cli-core, so pass the class itself.
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+    return get_mgmt_service_client(cli_ctx, ContainerInstanceManagementClient).container_groups
 
 
 def cf_graph(cli_ctx: Any) -> Any:

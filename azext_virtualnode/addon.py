@@ -5,6 +5,7 @@ matched case-insensitively (as azure-cli does) and written back in its canonical
 """
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -68,6 +69,16 @@ class ClusterView:
     def vnet_id(self) -> str | None:
         subnet = self.node_subnet_id
         return subnet.rsplit("/subnets/", 1)[0] if subnet else None
+
+    @property
+    def reserved_ranges(self) -> list[ipaddress.IPv4Network]:
+        """Cluster-internal ranges (service, pod, docker bridge) a virtual-node subnet must not overlap."""
+        net = self.model.network_profile
+        if net is None:
+            return []
+        raw = list(net.service_cidrs or []) + [net.service_cidr] + list(getattr(net, "pod_cidrs", None) or []) + \
+            [net.pod_cidr]
+        return sorted({ipaddress.ip_network(c, strict=False) for c in raw if c})
 
     @property
     def node_resource_group(self) -> str:

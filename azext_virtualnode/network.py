@@ -46,8 +46,9 @@ def vnet_spaces(vnet: dict[str, Any]) -> list[ipaddress.IPv4Network]:
     return [ipaddress.ip_network(p, strict=False) for p in space.get("addressPrefixes") or []]
 
 
-def check_cidr_fits(cidr: ipaddress.IPv4Network, vnet: dict[str, Any]) -> None:
-    """Raise when ``cidr`` lies outside the VNet's address space or overlaps one of its subnets."""
+def check_cidr_fits(cidr: ipaddress.IPv4Network, vnet: dict[str, Any],
+                    reserved: Iterable[ipaddress.IPv4Network] = ()) -> None:
+    """Raise when ``cidr`` lies outside the VNet's address space or overlaps a subnet or a cluster range."""
     spaces = vnet_spaces(vnet)
     if not any(cidr.subnet_of(space) for space in spaces):
         raise InvalidArgumentValueError(
@@ -59,12 +60,18 @@ def check_cidr_fits(cidr: ipaddress.IPv4Network, vnet: dict[str, Any]) -> None:
                 raise InvalidArgumentValueError(
                     f"--subnet-cidr {cidr} overlaps subnet '{subnet['name']}' ({prefix}) of virtual network "
                     f"'{vnet['name']}'. Choose a free block, or omit --subnet-cidr to pick one.")
+    for prefix in reserved:
+        if cidr.overlaps(prefix):
+            raise InvalidArgumentValueError(
+                f"--subnet-cidr {cidr} overlaps the cluster's service/pod address range {prefix}; pods in ACI could "
+                "not reach cluster services. Choose a block outside it, or omit --subnet-cidr to pick one.")
 
 
-def first_free_block(vnet: dict[str, Any], lengths: Iterable[int] = DEFAULT_PREFIX_LENGTHS
-                     ) -> ipaddress.IPv4Network | None:
-    """The lowest block of the largest preferred size that overlaps no subnet of the VNet."""
+def first_free_block(vnet: dict[str, Any], lengths: Iterable[int] = DEFAULT_PREFIX_LENGTHS,
+                     reserved: Iterable[ipaddress.IPv4Network] = ()) -> ipaddress.IPv4Network | None:
+    """The lowest block of the largest preferred size that overlaps no subnet and no reserved cluster range."""
     used = [p for s in (vnet.get("properties") or {}).get("subnets") or [] for p in subnet_prefixes(s)]
+    used += list(reserved)
     for length in lengths:
         for space in vnet_spaces(vnet):
             if space.prefixlen > length:

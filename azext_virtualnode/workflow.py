@@ -179,9 +179,9 @@ def plan_subnet(ctx: Ctx, cluster: ClusterView, name: str, cidr_text: str | None
         return SubnetPlan(existing["id"], existing["name"], None if facts.delegated_to_aci else
                           subnet_body(existing, None))
     if cidr is not None:
-        check_cidr_fits(cidr, vnet)
+        check_cidr_fits(cidr, vnet, cluster.reserved_ranges)
     else:
-        cidr = first_free_block(vnet)
+        cidr = first_free_block(vnet, reserved=cluster.reserved_ranges)
         if cidr is None:
             raise ValidationError(
                 f"Virtual network '{vnet['name']}' has no free /24 or larger block for the virtual-node subnet. "

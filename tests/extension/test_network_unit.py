@@ -71,3 +71,10 @@ def test_subnet_body_adds_delegation_once_and_drops_read_only_fields():
     assert len(again["properties"]["delegations"]) == 1
     new = subnet_body(None, ipaddress.ip_network("10.241.0.0/16"))
     assert new["properties"]["addressPrefix"] == "10.241.0.0/16"
+
+
+def test_cluster_ranges_are_avoided():
+    service = [ipaddress.ip_network("10.0.0.0/16")]
+    assert str(first_free_block(VNET, reserved=service)) == "10.1.0.0/20"
+    with pytest.raises(InvalidArgumentValueError, match="service/pod address range 10.0.0.0/16"):
+        check_cidr_fits(ipaddress.ip_network("10.0.128.0/24"), VNET, service)
