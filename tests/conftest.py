@@ -3,8 +3,8 @@
 The real ``az`` runs as a subprocess (``python -m azure.cli`` of the project venv) with its own
 ``AZURE_CONFIG_DIR``, logged in once per session through the simulator's managed-identity endpoint.
 Mark a test with ``@pytest.mark.scenario("kubenet")`` (a file in aksim/scenarios, or a dict) to choose
-what the simulator holds; the default is ``demo``. Timings are shortened for tests unless the scenario
-mapping passed sets them.
+what the simulator holds; the default is ``demo``. Timings are shortened for tests (FAST_TIMINGS); a test
+that needs others sets them through the admin API.
 """
 from __future__ import annotations
 
@@ -106,8 +106,7 @@ class SimHandle:
 
 def scenario_with_fast_timings(source: str | dict[str, Any]) -> dict[str, Any]:
     raw = read_raw(source)
-    raw["timings"] = {**(raw.get("timings") or {}), **FAST_TIMINGS} if not (
-        isinstance(source, dict) and "timings" in source) else raw["timings"]
+    raw["timings"] = {**(raw.get("timings") or {}), **FAST_TIMINGS}
     return raw
 
 
@@ -130,6 +129,29 @@ def az_env(simulator: Simulator, session_dir: Path) -> dict[str, str]:
     env = login(simulator, session_dir / "azure")
     env["PATH"] = f"{TOOLS_BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+@pytest.fixture(scope="session")
+def extension_env(az_env: dict[str, str], session_dir: Path) -> dict[str, str]:
+    """``az`` env with the extension installed the way users install it: ``az extension add --source <wheel>``."""
+    wheel = os.environ.get("EXTENSION_WHEEL")
+    if not wheel:
+        out = session_dir / "dist"
+        subprocess.run([sys.executable, "setup.py", "-q", "bdist_wheel", "-d", str(out), "-b",
+                        str(session_dir / "build")], cwd=ROOT, check=True, capture_output=True)
+        shutil.rmtree(ROOT / "virtual_node.egg-info", ignore_errors=True)
+        wheel = str(next(out.glob("virtual_node-*.whl")))
+    env = {**az_env, "AZURE_EXTENSION_DIR": str(session_dir / "extensions")}
+    proc = subprocess.run(az_command() + ["extension", "add", "--source", wheel, "-y"], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return env
+
+
+@pytest.fixture
+def vn(extension_env: dict[str, str], sim: "SimHandle") -> Az:
+    """The real ``az`` with the virtual-node extension installed, against the per-test scenario."""
+    return Az(extension_env)
 
 
 @pytest.fixture
