@@ -75,6 +75,10 @@ class SimHandle:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sim, name)
 
+    def load(self, source: str | dict[str, Any]) -> None:
+        """Replace the world with another scenario (test timings applied)."""
+        self.sim.load(scenario_with_fast_timings(source))
+
     def requests(self, endpoint: str = "arm") -> list[dict[str, Any]]:
         return self.sim.request_log(endpoint)["entries"]
 

@@ -15,10 +15,9 @@ def status_requests(vn, sim) -> dict[str, dict[str, int]]:
 
 
 @pytest.mark.slow
-def test_status_request_count_does_not_grow_with_the_cluster(vn, sim, simulator):
+def test_status_request_count_does_not_grow_with_the_cluster(vn, sim):
     small = status_requests(vn, sim)
-    from tests.conftest import scenario_with_fast_timings
-    simulator.load(scenario_with_fast_timings("large"))
+    sim.load("large")
     assert len(sim.cluster().store.list("nodes")) == 5000
     large = status_requests(vn, sim)
     assert large == small
