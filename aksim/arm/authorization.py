@@ -39,8 +39,9 @@ class Role:
                 and not any(action_matches(p, action) for p in self.not_actions))
 
 
-_SUPPORT = ("Microsoft.Insights/alertRules/*", "Microsoft.Resources/deployments/*",
-            "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Support/*")
+_AUTH_READ, _ALERTS, _DEPLOYMENTS = "Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*", \
+    "Microsoft.Resources/deployments/*"
+_RG_READ, _SUPPORT = "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Support/*"
 
 BUILTIN_ROLES: tuple[Role, ...] = (
     Role("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner",
@@ -58,17 +59,17 @@ BUILTIN_ROLES: tuple[Role, ...] = (
          "View all resources, but does not allow you to make any changes.", ("*/read",)),
     Role("4d97b98b-1d4f-4787-a291-c67834d212e7", "Network Contributor",
          "Lets you manage networks, but not access to them.",
-         ("Microsoft.Authorization/*/read", "Microsoft.Network/*", "Microsoft.ResourceHealth/availabilityStatuses/read")
-         + _SUPPORT),
+         (_AUTH_READ, _ALERTS, "Microsoft.Network/*", "Microsoft.ResourceHealth/availabilityStatuses/read",
+          _DEPLOYMENTS, _RG_READ, _SUPPORT)),
     Role("18d7d88d-d35e-4fb5-a5c3-7773c20a72d9", "User Access Administrator",
-         "Lets you manage user access to Azure resources.", ("*/read", "Microsoft.Authorization/*", "Microsoft.Support/*")),
+         "Lets you manage user access to Azure resources.", ("*/read", "Microsoft.Authorization/*", _SUPPORT)),
     Role("5d977122-f97e-4b4d-a52f-6b43003ddb4d", "Azure Container Instances Contributor Role",
          "Grants read/write access to container groups provided by Azure Container Instances",
-         ("Microsoft.Authorization/*/read", "Microsoft.ContainerInstance/containerGroups/*") + _SUPPORT),
+         (_AUTH_READ, "Microsoft.ContainerInstance/containerGroups/*", _ALERTS, _DEPLOYMENTS, _RG_READ, _SUPPORT)),
     Role("f1a07417-d97a-45cb-824c-7a7467783830", "Managed Identity Operator", "Read and Assign User Assigned Identity",
          ("Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
-          "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action", "Microsoft.Authorization/*/read")
-         + _SUPPORT),
+          "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action", _AUTH_READ, _ALERTS, _RG_READ,
+          _DEPLOYMENTS, _SUPPORT)),
 )
 
 

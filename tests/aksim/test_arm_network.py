@@ -211,8 +211,8 @@ def test_az_service_association_link_delete_refused_while_groups_run(az: Any, si
         containerinstance.create_group(w, RG_ID, "default-web", "westeurope", pod(), ACI_SUBNET,
                                        network.allocate_ip(w, ACI_SUBNET) or "")
     res = az("resource", "delete", "--ids", network.aci_sal_id(ACI_SUBNET), "--api-version", "2021-10-01",
-             check=False)
-    assert res.returncode != 0 and "default-web" in res.stderr
+             "--verbose", check=False)
+    assert res.returncode != 0 and "(ServiceAssociationLinkInUse)" in res.stderr and "default-web" in res.stderr
 
 
 def test_az_vnet_update_keeps_subnets_and_checks_them(az: Any) -> None:
