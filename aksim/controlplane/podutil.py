@@ -1,0 +1,180 @@
+"""Pod helpers shared by the controllers: quantities, requests, conditions and container states."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import re
+from typing import Any
+
+from aksim.controlplane.runtime import now_rfc3339
+
+Obj = dict[str, Any]
+
+_BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
+_DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+            "E": 1e18}
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
+
+
+def quantity(value: Any) -> float:
+    """A Kubernetes resource quantity (``100m``, ``1.5``, ``64Mi``, ``1e3``) as a number."""
+    return _quantity(str(value).strip())
+
+
+@functools.lru_cache(maxsize=1024)
+def _quantity(value: str) -> float:
+    match = _QUANTITY.match(value)
+    if not match:
+        raise ValueError(f"quantities must match the regular expression: {value!r}")
+    number, suffix = match.groups()
+    scale = _BINARY.get(suffix) or _DECIMAL.get(suffix)
+    if scale is None:
+        raise ValueError(f"unknown quantity suffix in {value!r}")
+    return float(number) * scale
+
+
+def milli_cpu(value: Any) -> int:
+    return math.ceil(quantity(value) * 1000 - 1e-9)
+
+
+def memory_bytes(value: Any) -> int:
+    return math.ceil(quantity(value) - 1e-9)
+
+
+def _container_requests(container: Obj) -> tuple[int, int]:
+    resources = container.get("resources") or {}
+    requests = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+    cpu, mem = requests.get("cpu"), requests.get("memory")
+    return (milli_cpu(cpu) if cpu is not None else 0), (memory_bytes(mem) if mem is not None else 0)
+
+
+def pod_requests(pod: Obj) -> tuple[int, int]:
+    """(milli-CPU, memory bytes) the scheduler accounts for: containers summed, init containers' maximum,
+    plus overhead; a container without requests but with limits requests its limits (API defaulting)."""
+    spec = pod.get("spec") or {}
+    cpu = mem = 0
+    for container in spec.get("containers") or []:
+        c, m = _container_requests(container)
+        cpu, mem = cpu + c, mem + m
+    for container in spec.get("initContainers") or []:
+        c, m = _container_requests(container)
+        cpu, mem = max(cpu, c), max(mem, m)
+    overhead = spec.get("overhead") or {}
+    if "cpu" in overhead:
+        cpu += milli_cpu(overhead["cpu"])
+    if "memory" in overhead:
+        mem += memory_bytes(overhead["memory"])
+    return cpu, mem
+
+
+def key_of(obj: Obj) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace') or ''}/{meta['name']}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    namespace, name = key.split("/", 1)
+    return namespace, name
+
+
+def is_terminated(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def is_active(pod: Obj) -> bool:
+    return not is_terminated(pod) and not pod["metadata"].get("deletionTimestamp")
+
+
+def condition(obj: Obj, kind: str) -> Obj | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def is_ready(pod: Obj) -> bool:
+    cond = condition(pod, "Ready")
+    return bool(cond and cond.get("status") == "True")
+
+
+def set_condition(obj: Obj, kind: str, status: str, reason: str | None = None, message: str | None = None,
+                  **extra: str) -> None:
+    """Set a condition; ``lastTransitionTime`` only moves when the status does (as on a real server)."""
+    conditions = obj.setdefault("status", {}).setdefault("conditions", [])
+    current = next((c for c in conditions if c.get("type") == kind), None)
+    changed = current is None or current.get("status") != status
+    new: Obj = {"type": kind, "status": status, **extra}
+    if reason:
+        new["reason"] = reason
+    if message:
+        new["message"] = message
+    new["lastTransitionTime"] = now_rfc3339() if changed or current is None else current.get("lastTransitionTime")
+    new["lastProbeTime"] = None
+    if current is None:
+        conditions.append(new)
+    else:
+        current.clear()
+        current.update(new)
+
+
+def controller_of(obj: Obj) -> Obj | None:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def owner_reference(owner: Obj) -> Obj:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def container_id(pod: Obj, container: str, prefix: str = "containerd") -> str:
+    digest = hashlib.sha256(f"{pod['metadata'].get('uid')}/{container}".encode()).hexdigest()
+    return f"{prefix}://{digest}"
+
+
+def image_id(image: str) -> str:
+    return f"{image.split(':')[0]}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+
+
+def _running_status(pod: Obj, container: Obj, started: str, restarts: int, prefix: str) -> Obj:
+    image = container.get("image", "")
+    return {"name": container["name"], "image": image, "imageID": image_id(image),
+            "containerID": container_id(pod, container["name"], prefix), "ready": True, "started": True,
+            "restartCount": restarts, "state": {"running": {"startedAt": started}}, "lastState": {}}
+
+
+def mark_running(pod: Obj, pod_ip: str, host_ip: str, *, runtime: str = "containerd") -> None:
+    """Every container running and ready: phase Running, conditions True, IPs set."""
+    now = now_rfc3339()
+    status = pod.setdefault("status", {})
+    previous = {c["name"]: c for c in status.get("containerStatuses") or []}
+    containers = pod["spec"]["containers"]
+    statuses = []
+    for container in containers:
+        old = previous.get(container["name"], {})
+        new = _running_status(pod, container, now, old.get("restartCount", 0), runtime)
+        if old.get("lastState"):
+            new["lastState"] = old["lastState"]
+        statuses.append(new)
+    status.update(phase="Running", podIP=pod_ip, podIPs=[{"ip": pod_ip}], hostIP=host_ip,
+                  hostIPs=[{"ip": host_ip}], containerStatuses=statuses)
+    status.setdefault("startTime", now)
+    status.setdefault("qosClass", qos_class(pod))
+    status.pop("reason", None)
+    status.pop("message", None)
+    for kind in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"):
+        set_condition(pod, kind, "True")
+
+
+def qos_class(pod: Obj) -> str:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    resources = [c.get("resources") or {} for c in containers]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    guaranteed = all({"cpu", "memory"} <= set(r.get("limits") or {})
+                     and all((r.get("requests") or {}).get(k, r["limits"][k]) == r["limits"][k]
+                             for k in ("cpu", "memory")) for r in resources)
+    return "Guaranteed" if guaranteed else "Burstable"
