@@ -48,7 +48,8 @@ SUBNET = VNET + "/subnets/{subnet}"
 _SUBNET_READONLY = ("provisioningState", "ipConfigurations", "ipConfigurationProfiles", "serviceAssociationLinks",
                     "resourceNavigationLinks", "privateEndpoints", "purpose")
 
-_ALLOCATED: "weakref.WeakKeyDictionary[World, dict[str, set[str]]]" = weakref.WeakKeyDictionary()
+# Taken addresses (as integers) per lower-cased subnet ID, per world.
+_ALLOCATED: "weakref.WeakKeyDictionary[World, dict[str, set[int]]]" = weakref.WeakKeyDictionary()
 
 
 # -- pure address logic -------------------------------------------------------------------------------
@@ -117,7 +118,7 @@ def delegated_services(resource: dict[str, Any]) -> list[str]:
     return [(d.get("properties") or {}).get("serviceName") or "" for d in delegations]
 
 
-def _allocations(world: "World", subnet_id: str) -> set[str]:
+def _allocations(world: "World", subnet_id: str) -> set[int]:
     return _ALLOCATED.setdefault(world, {}).setdefault(subnet_id.lower(), set())
 
 
@@ -196,10 +197,11 @@ def _in_use_by(subnet: dict[str, Any]) -> str | None:
 
 def _check_in_use_update(world: "World", old: dict[str, Any], new: dict[str, Any]) -> None:
     old_props = old["properties"]
-    taken = {ipaddress.ip_address(ip) for ip in _allocations(world, old["id"])}
+    taken = _allocations(world, old["id"])
     for prefix in set(subnet_prefixes(old)) - set(subnet_prefixes(new)):
         net = ipaddress.ip_network(prefix)
-        if old_props.get("ipConfigurations") or any(ip in net for ip in taken):
+        low, high = int(net.network_address), int(net.broadcast_address)
+        if old_props.get("ipConfigurations") or any(low <= ip <= high for ip in taken):
             raise HttpError(400, "InUsePrefixCannotBeDeleted",
                             f"IpPrefix {prefix} on Subnet {old['name']} has active allocations and cannot be deleted.")
     before, after = delegated_services(old), delegated_services(new)
@@ -257,16 +259,16 @@ def allocate_ip(world: "World", subnet_id: str) -> str | None:
     subnet = _require_subnet(world, subnet_id)
     taken = _allocations(world, subnet_id)
     for net in _nets(subnet):
+        base = int(net.network_address)
         for index in usable_hosts(net):
-            ip = str(net[index])
-            if ip not in taken:
-                taken.add(ip)
-                return ip
+            if base + index not in taken:
+                taken.add(base + index)
+                return str(net[index])
     return None
 
 
 def release_ip(world: "World", subnet_id: str, ip: str) -> None:
-    _allocations(world, subnet_id).discard(ip)
+    _allocations(world, subnet_id).discard(int(ipaddress.ip_address(ip)))
 
 
 def delegate_subnet(world: "World", subnet_id: str, service: str = ACI_SERVICE) -> str | None:

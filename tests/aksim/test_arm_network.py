@@ -235,3 +235,21 @@ def test_az_vnet_create_with_subnet_then_delete(az: Any, sim: Any) -> None:
     with sim.lock:
         assert sim.world.arm.get(f"{RG_ID}/providers/Microsoft.Network/virtualNetworks/myVnet/subnets/myAKSSubnet") \
             is None
+
+
+def test_az_subnet_with_two_prefixes(az: Any, sim: Any) -> None:
+    out = subnet_create(az, "twin", "--address-prefixes", "10.246.0.0/24", "10.247.0.0/24").json()
+    assert out["addressPrefixes"] == ["10.246.0.0/24", "10.247.0.0/24"] and "addressPrefix" not in out
+    with sim.lock:
+        assert network.subnet_ip_available(sim.world, f"{VNET_ID}/subnets/twin") == 2 * 251
+
+
+def test_arm_conventions_api_version_and_path_case(az: Any) -> None:
+    res = az("rest", "--method", "get", "--url", VNET_ID, check=False)
+    assert '"code":"MissingApiVersionParameter"' in res.stderr
+    url = f"{RG_ID.lower()}/PROVIDERS/microsoft.network/VIRTUALNETWORKS/vnet/subnets/ACI-SUBNET?api-version=2024-05-01"
+    assert az("rest", "--method", "get", "--url", url).json()["id"] == ACI_SUBNET
+    res = az("rest", "--method", "get", "--url", f"{VNET_ID}/subnets/nope?api-version=2024-05-01", check=False)
+    assert '"code":"NotFound"' in res.stderr
+    res = az("network", "vnet", "show", "-g", "no-such-rg", "-n", "vnet", check=False)
+    assert "(ResourceGroupNotFound)" in res.stderr
