@@ -258,11 +258,46 @@ def _default_pod(obj: Obj) -> None:
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("terminationGracePeriodSeconds", 30)
-    obj.setdefault("status", {}).setdefault("phase", "Pending")
+    status = obj.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    for key in ("containerStatuses", "initContainerStatuses"):
+        for container_status in status.get(key) or ():
+            _zeros(container_status, _CONTAINER_STATUS_ZEROS)
+            for state_key in ("state", "lastState"):
+                terminated = (container_status.get(state_key) or {}).get("terminated")
+                if isinstance(terminated, dict):
+                    terminated.setdefault("exitCode", 0)
 
 
-def _default_replicated(obj: Obj) -> None:
+# Fields a real server always serializes (Go fields without omitempty): typed clients such as the python
+# kubernetes client (v37, pydantic) reject objects that lack them.
+_CONTAINER_STATUS_ZEROS = {"name": "", "image": "", "imageID": "", "ready": False, "restartCount": 0}
+_NODE_INFO_ZEROS = dict.fromkeys(("machineID", "systemUUID", "bootID", "kernelVersion", "osImage",
+                                  "containerRuntimeVersion", "kubeletVersion", "kubeProxyVersion",
+                                  "operatingSystem", "architecture"), "")
+_DAEMONSET_STATUS_ZEROS = dict.fromkeys(("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled",
+                                         "numberReady"), 0)
+
+
+def _zeros(obj: Obj, zeros: dict[str, Any]) -> None:
+    for key, zero in zeros.items():
+        obj.setdefault(key, zero)
+
+
+def _default_node(obj: Obj) -> None:
+    obj.setdefault("spec", {})
+    status = obj.setdefault("status", {})
+    _zeros(status.setdefault("nodeInfo", {}), _NODE_INFO_ZEROS)
+    status.setdefault("daemonEndpoints", {}).setdefault("kubeletEndpoint", {}).setdefault("Port", 0)
+
+
+def _default_daemonset(obj: Obj) -> None:
+    _zeros(obj.setdefault("status", {}), _DAEMONSET_STATUS_ZEROS)
+
+
+def _default_replicaset(obj: Obj) -> None:
     obj.setdefault("spec", {}).setdefault("replicas", 1)
+    obj.setdefault("status", {}).setdefault("replicas", 0)
 
 
 def _default_deployment(obj: Obj) -> None:
@@ -285,7 +320,9 @@ _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "namespaces": _default_namespace,
     "pods": _default_pod,
     "deployments.apps": _default_deployment,
-    "replicasets.apps": _default_replicated,
+    "replicasets.apps": _default_replicaset,
+    "daemonsets.apps": _default_daemonset,
+    "nodes": _default_node,
     "secrets": _default_secret,
 }
 

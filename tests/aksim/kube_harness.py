@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import os
 import ssl
 import subprocess
@@ -67,6 +69,26 @@ class KubeServer:
             raise AssertionError(f"kubectl {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def raw(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+            token: str | None = TOKEN, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+        """One plain HTTPS request: (status, lower-cased headers, body); dict bodies are sent as JSON."""
+        ctx = ssl.create_default_context(cadata=self.ca.cert_pem.bytes().decode())
+        conn = http.client.HTTPSConnection("127.0.0.1", self.endpoint.port, context=ctx, timeout=timeout)
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        try:
+            conn.request(method, path, body=data, headers=all_headers)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def raw_json(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        status, _headers, data = self.raw(method, path, body, **kwargs)
+        return status, json.loads(data) if data else None
+
     def requests(self) -> list[str]:
         return [f"{e['method']} {e['path']}?{e['query']}" for e in self.endpoint.log.snapshot()["entries"]]
 
@@ -93,6 +115,6 @@ def pod(name: str, namespace: str = "default", *, node_name: str = "", labels: d
     if node_name:
         obj["spec"]["nodeName"] = node_name
     if phase == "Running":
-        obj["status"]["containerStatuses"] = [{"name": "main", "ready": True, "restartCount": 0, "image": "nginx",
+        obj["status"]["containerStatuses"] = [{"name": "main", "ready": True, "restartCount": 0, "image": "nginx", "imageID": "",
                                                "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}}}]
     return obj
