@@ -278,7 +278,8 @@ class _Api:
             _check_scope(self.world, scope)
             res = self.world.arm.get(f"{scope}{AUTH}/roleAssignments/{req.params['name']}")
             if res is None:
-                raise HttpError(404, "RoleAssignmentNotFound", f"The role assignment '{req.params['name']}' is not found.")
+                raise HttpError(404, "RoleAssignmentNotFound",
+                                f"The role assignment '{req.params['name']}' is not found.")
             return Response(200, copy.deepcopy(res))
 
     def delete_assignment(self, req: Request) -> Response:

@@ -36,7 +36,7 @@ NSG_TYPE = "Microsoft.Network/networkSecurityGroups"
 ACI_SERVICE = "Microsoft.ContainerInstance/containerGroups"
 ACI_SAL_NAME = "acisal"            # the link's name as the Network RP shows it
 ACI_DELEGATION_NAME = "aciDelegation"
-DELEGATION_ACTIONS = {ACI_SERVICE: ["Microsoft.Network/virtualNetworks/subnets/action"]}
+DELEGATION_ACTIONS = ["Microsoft.Network/virtualNetworks/subnets/action"]
 RESERVED_LOW, RESERVED_HIGH = 4, 1  # Azure keeps x.x.x.0-3 and the broadcast address of every prefix
 
 RG = "/subscriptions/{sub}/resourcegroups/{rg}"
@@ -158,7 +158,7 @@ def _delegation(subnet_id: str, index: int, raw: dict[str, Any]) -> dict[str, An
     service = (raw.get("properties") or {}).get("serviceName") or raw.get("serviceName") or ""
     return {"name": name, "id": f"{subnet_id}/delegations/{name}", "etag": _etag(), "type": DELEGATION_TYPE,
             "properties": {"provisioningState": "Succeeded", "serviceName": service,
-                           "actions": DELEGATION_ACTIONS.get(service, ["Microsoft.Network/virtualNetworks/subnets/action"])}}
+                           "actions": list(DELEGATION_ACTIONS)}}
 
 
 def build_subnet(vnet_id: str, name: str, props_in: dict[str, Any], existing: dict[str, Any] | None,
@@ -234,7 +234,7 @@ def validate_subnets(world: "World", vnet: dict[str, Any], new: list[dict[str, A
             _check_in_use_update(world, existing, subnet)
 
 
-def _check_deletable(world: "World", subnet: dict[str, Any]) -> None:
+def _check_deletable(subnet: dict[str, Any]) -> None:
     user = _in_use_by(subnet)
     if user:
         raise HttpError(400, "InUseSubnetCannotBeDeleted",
@@ -271,22 +271,17 @@ def release_ip(world: "World", subnet_id: str, ip: str) -> None:
     _allocations(world, subnet_id).discard(int(ipaddress.ip_address(ip)))
 
 
-def delegate_subnet(world: "World", subnet_id: str, service: str = ACI_SERVICE) -> str | None:
-    """Delegate the subnet as the ACI provider does before its first container group; the error text or None."""
-    subnet = world.arm.get(subnet_id)
-    name = name_of(subnet_id)
-    if subnet is None:
-        return f"subnet '{name}' is not found in vnet '{name_of(_vnet_of(subnet_id))}' and subnet CIDR is not specified"
-    props = subnet["properties"]
-    services = delegated_services(subnet)
-    if service in services:
-        return None
+def _delegation_refusal(subnet: dict[str, Any], service: str) -> str | None:
+    """Why the ACI provider cannot delegate this subnet (its own checks, then the Network RP's answer)."""
+    name, props = subnet["name"], subnet["properties"]
     if props.get("routeTable"):
         return (f"unable to delegate subnet '{name}' to Azure Container Instance since it references the route "
                 f"table '{props['routeTable']['id']}'.")
-    for link in props.get("serviceAssociationLinks") or []:
+    links = props.get("serviceAssociationLinks") or []
+    if links:
         return (f"unable to delegate subnet '{name}' to Azure Container Instance as it is used by other Azure "
-                f"resource: '{link['id']}'.")
+                f"resource: '{links[0]['id']}'.")
+    services = delegated_services(subnet)
     if services:
         return (f"unable to delegate subnet '{name}' to Azure Container Instance since it is delegated to "
                 f"'{services[0]}'.")
@@ -294,10 +289,23 @@ def delegate_subnet(world: "World", subnet_id: str, service: str = ACI_SERVICE) 
     if user:
         return (f"error creating subnet: Delegations of subnet {subnet['id']} cannot be changed from [] to "
                 f"[{service}] because it is being used by the resource {user}.")
-    props["delegations"] = [_delegation(subnet["id"], 0, {"name": ACI_DELEGATION_NAME,
-                                                         "properties": {"serviceName": service}})]
-    subnet["etag"] = _etag()
     return None
+
+
+def delegate_subnet(world: "World", subnet_id: str, service: str = ACI_SERVICE) -> str | None:
+    """Delegate the subnet as the ACI provider does before its first container group; the error text or None."""
+    subnet = world.arm.get(subnet_id)
+    if subnet is None:
+        return (f"subnet '{name_of(subnet_id)}' is not found in vnet '{name_of(_vnet_of(subnet_id))}' and subnet "
+                "CIDR is not specified")
+    if service in delegated_services(subnet):
+        return None
+    refusal = _delegation_refusal(subnet, service)
+    if refusal is None:
+        subnet["properties"]["delegations"] = [
+            _delegation(subnet["id"], 0, {"name": ACI_DELEGATION_NAME, "properties": {"serviceName": service}})]
+        subnet["etag"] = _etag()
+    return refusal
 
 
 def add_service_association_link(world: "World", subnet_id: str) -> None:
@@ -350,7 +358,7 @@ def seed_nsg(world: "World", resource_group_id: str, location: str, name: str) -
                                              {"securityRules": [], "defaultSecurityRules": []}))
 
 
-def _seed_subnet(world: "World", resource_group_id: str, vnet_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+def _seed_subnet(resource_group_id: str, vnet_id: str, spec: dict[str, Any]) -> dict[str, Any]:
     props: dict[str, Any] = {"addressPrefix": spec["prefix"]}
     if spec.get("route_table"):
         props["routeTable"] = {"id": f"{resource_group_id}/providers/{ROUTE_TABLE_TYPE}/{spec['route_table']}"}
@@ -372,7 +380,7 @@ def seed_vnet(world: "World", resource_group_id: str, location: str, spec: dict[
     vnet = _simple(resource_group_id, VNET_TYPE, spec["name"], location,
                    {"addressSpace": {"addressPrefixes": list(spec["address_prefixes"])},
                     "virtualNetworkPeerings": [], "enableDdosProtection": False})
-    subnets = [_seed_subnet(world, resource_group_id, vnet["id"], s) for s in spec.get("subnets") or []]
+    subnets = [_seed_subnet(resource_group_id, vnet["id"], s) for s in spec.get("subnets") or []]
     try:
         validate_subnets(world, vnet, subnets, [])
     except HttpError as err:
@@ -418,10 +426,7 @@ class _Api:
 
     def _lro(self, req: Request, status: int, body: dict[str, Any] | None, location: str,
              complete: Callable[[], None], with_location: bool = False) -> Response:
-        def finish() -> dict[str, Any] | None:
-            complete()
-            return None
-        op = self.world.ops.start(req.params["sub"], NS, location, finish)
+        op = self.world.ops.start(req.params["sub"], NS, location, complete)
         headers = self.world.ops.headers(op, req.q("api-version"))
         if not with_location:
             headers.pop("Location")
@@ -481,7 +486,7 @@ class _Api:
             dropped = [s for key, s in current.items() if key not in kept]
             validate_subnets(world, vnet, subnets, [])
             for subnet in dropped:
-                _check_deletable(world, subnet)
+                _check_deletable(subnet)
             for subnet in dropped:
                 _forget_subnet(world, subnet["id"])
             world.arm.put(vnet)
@@ -505,7 +510,7 @@ class _Api:
             authorization.authorize(world, "Microsoft.Network/virtualNetworks/delete", vnet_id)
             subnets = _subnets_of(world, vnet_id)
             for subnet in subnets:
-                _check_deletable(world, subnet)
+                _check_deletable(subnet)
             vnet["properties"]["provisioningState"] = "Deleting"
 
             def gone() -> None:
@@ -519,7 +524,8 @@ class _Api:
         require_api_version(req)
         with self.sim.lock:
             vnet = self._vnet(req)
-            return Response(200, copy.deepcopy(_require_subnet(self.world, f"{vnet['id']}/subnets/{req.params['subnet']}")))
+            subnet = _require_subnet(self.world, f"{vnet['id']}/subnets/{req.params['subnet']}")
+            return Response(200, copy.deepcopy(subnet))
 
     def list_subnets(self, req: Request) -> Response:
         require_api_version(req)
@@ -551,7 +557,7 @@ class _Api:
             if vnet is None or subnet is None:
                 return Response(204)
             authorization.authorize(world, "Microsoft.Network/virtualNetworks/subnets/delete", subnet["id"])
-            _check_deletable(world, subnet)
+            _check_deletable(subnet)
             subnet["properties"]["provisioningState"] = "Deleting"
             return self._lro(req, 202, None, vnet["location"], lambda: _forget_subnet(world, subnet["id"]),
                              with_location=True)

@@ -17,7 +17,8 @@ VNET_ID = f"{RG_ID}/providers/Microsoft.Network/virtualNetworks/vnet"
 SUBNET_ID = f"{VNET_ID}/subnets/aci-subnet"
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 GROUP: dict[str, Any] = {"name": "auth-rg", "location": "westeurope", "vnets": [
-    {"name": "vnet", "address_prefixes": ["10.0.0.0/8"], "subnets": [{"name": "aci-subnet", "prefix": "10.241.0.0/16"}]}]}
+    {"name": "vnet", "address_prefixes": ["10.0.0.0/8"],
+     "subnets": [{"name": "aci-subnet", "prefix": "10.241.0.0/16"}]}]}
 
 
 def scenario(caller_roles: list[dict[str, str]] | None = None, replication: float = 0.0) -> dict[str, Any]:

@@ -89,8 +89,8 @@ def test_ip_allocation_skips_reserved_and_used_addresses(sim: Any) -> None:
         w = sim.world
         assert network.subnet_ip_available(w, AKS_SUBNET) == 65531 - 3
         assert network.allocate_ip(w, AKS_SUBNET) == "10.240.0.7"
-        assert [network.allocate_ip(w, TINY_SUBNET) for _ in range(4)] == ["10.243.0.4", "10.243.0.5",
-                                                                          "10.243.0.6", None]
+        taken = [network.allocate_ip(w, TINY_SUBNET) for _ in range(4)]
+        assert taken == ["10.243.0.4", "10.243.0.5", "10.243.0.6", None]
         network.release_ip(w, TINY_SUBNET, "10.243.0.5")
         assert network.subnet_ip_available(w, TINY_SUBNET) == 1
         assert network.allocate_ip(w, TINY_SUBNET) == "10.243.0.5"
