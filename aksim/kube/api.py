@@ -547,7 +547,10 @@ class KubeApi:
         return self._render_one(req, target, deleted)
 
     def _delete_options(self, req: Request) -> Obj:
-        options = json.loads(req.body) if req.body and req.body.strip() else {}
+        try:
+            options = json.loads(req.body) if req.body and req.body.strip() else {}
+        except ValueError as exc:
+            raise _bad_request(f"invalid DeleteOptions: {exc}") from exc
         if not isinstance(options, dict):
             raise _bad_request("DeleteOptions must be an object")
         if req.q("propagationPolicy"):
@@ -676,10 +679,11 @@ class _WatchStream:
                 yield from self._emit(event)
             elif self.bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_INTERVAL:
                 last_bookmark = time.monotonic()
-                with self.api.store.lock:
+                with self.api.store.lock:      # no commit in flight: every event up to rv is queued
                     rv = self.api.store.resource_version
-                    if watcher.next(0) is None:
-                        yield self._bookmark(rv)
+                    quiet = not watcher.pending()
+                if quiet:
+                    yield self._bookmark(rv)
 
     def _emit(self, event: StoreEvent) -> Iterator[bytes]:
         seen = self.start.watcher.translate(event)
@@ -730,4 +734,3 @@ def _version_info(version: dict[str, Any]) -> dict[str, Any]:
 
 def build_router(store: KubeStore, *, version: dict[str, Any], hooks: KubeHooks | None = None) -> Router:
     return KubeApi(store, version=version, hooks=hooks).router
-

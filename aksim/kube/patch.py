@@ -18,6 +18,7 @@ JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
+_NOT_AN_OBJECT = "json: cannot unmarshal into Go value of type map[string]interface {}"
 
 
 class PatchError(ValueError):
@@ -36,7 +37,7 @@ def apply_patch(content_type: str, target: dict[str, Any], body: bytes) -> dict[
     if content_type == JSON_PATCH:
         return json_patch(target, patch)
     if not isinstance(patch, dict):
-        raise PatchError("json: cannot unmarshal into Go value of type map[string]interface {}", 400)
+        raise PatchError(_NOT_AN_OBJECT, 400)
     if content_type == MERGE_PATCH:
         return merge_patch(target, patch)
     return strategic_merge_patch(target, patch)
@@ -227,7 +228,7 @@ def _merge_list(original: list[Any], patch: list[Any], path: tuple[str, ...]) ->
     key = merge_key(path)
     if key is None or not all(isinstance(item, dict) for item in patch):
         return [_strip_directives(item) for item in patch]
-    result = [item for item in original]
+    result = list(original)
     for item in patch:
         index = next((i for i, old in enumerate(result) if isinstance(old, dict) and old.get(key) == item.get(key)),
                      None)

@@ -188,7 +188,7 @@ def field_value(obj: Mapping[str, Any], path: str) -> str:
     """The string form of a dotted field, "" when absent (how a real server compares missing fields)."""
     current: Any = obj
     for part in path.split("."):
-        if type(current) is not dict or part not in current:   # noqa: E721 - exact type check is much faster
+        if not isinstance(current, dict) or part not in current:
             return ""
         current = current[part]
     if current is None:

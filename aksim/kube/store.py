@@ -349,6 +349,10 @@ class Watcher:
                 self._events.append(event)
             self._cv.notify()
 
+    def pending(self) -> bool:
+        with self._cv:
+            return bool(self._events)
+
     def next(self, timeout: float) -> StoreEvent | None:
         with self._cv:
             if not self._events:

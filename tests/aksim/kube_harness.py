@@ -115,6 +115,7 @@ def pod(name: str, namespace: str = "default", *, node_name: str = "", labels: d
     if node_name:
         obj["spec"]["nodeName"] = node_name
     if phase == "Running":
-        obj["status"]["containerStatuses"] = [{"name": "main", "ready": True, "restartCount": 0, "image": "nginx", "imageID": "",
+        obj["status"]["containerStatuses"] = [{"name": "main", "ready": True, "restartCount": 0, "image": "nginx",
+                                               "imageID": "",
                                                "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}}}]
     return obj

@@ -280,8 +280,8 @@ def test_patch_types(core: client.CoreV1Api, apps: client.AppsV1Api, kube: KubeS
     status, headers, _ = kube.raw("PATCH", "/apis/apps/v1/namespaces/default/deployments/smp", b"{}",
                                   headers={"Content-Type": "application/apply-patch+yaml"})
     assert status == 415
-    assert "patched" in kube.kubectl("patch", "deploy", "smp", "-p",
-                                     '{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"a:3"}]}}}}').stdout
+    image_patch = '{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"a:3"}]}}}}'
+    assert "patched" in kube.kubectl("patch", "deploy", "smp", "-p", image_patch).stdout
 
 
 def test_protobuf_body_is_unsupported(kube: KubeServer) -> None:
@@ -433,3 +433,14 @@ def test_watch_stream_ends_when_endpoint_stops(tmp_path: Path) -> None:
         thread.join(timeout=5)
         assert not thread.is_alive() and time.monotonic() - started < 3
         assert result["response"][0] == 200
+
+
+def test_watch_bookmarks_when_quiet(kube: KubeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aksim.kube import api
+    monkeypatch.setattr(api, "BOOKMARK_INTERVAL", 0.3)
+    rv = kube.store.resource_version
+    status, _, data = kube.raw("GET", f"/api/v1/namespaces/kube-public/configmaps?watch=1&resourceVersion={rv}"
+                                      "&allowWatchBookmarks=true&timeoutSeconds=1")
+    events = [json.loads(line) for line in data.splitlines()]
+    assert status == 200 and events and {e["type"] for e in events} == {"BOOKMARK"}
+    assert int(events[-1]["object"]["metadata"]["resourceVersion"]) >= rv

@@ -104,7 +104,8 @@ def test_strategic_merge_by_key() -> None:
         "status": {"conditions": [{"type": "Available", "status": "False"}, {"type": "Progressing", "status": "True"}]}}
     result = patch.strategic_merge_patch(deployment, {
         "spec": {"template": {"spec": {
-            "containers": [{"name": "a", "image": "a:2", "env": [{"name": "Y", "value": "3"}, {"name": "Z", "value": "4"}],
+            "containers": [{"name": "a", "image": "a:2",
+                            "env": [{"name": "Y", "value": "3"}, {"name": "Z", "value": "4"}],
                             "ports": [{"containerPort": 80, "protocol": "TCP"}],
                             "volumeMounts": [{"name": "v2", "mountPath": "/data"}]},
                            {"name": "c", "image": "c:1"}],
@@ -114,7 +115,7 @@ def test_strategic_merge_by_key() -> None:
     containers = result["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["a", "b", "c"]
     assert containers[0]["image"] == "a:2"
-    assert containers[0]["env"] == [{"name": "X", "value": "1"}, {"name": "Y", "value": "3"}, {"name": "Z", "value": "4"}]
+    assert [(e["name"], e["value"]) for e in containers[0]["env"]] == [("X", "1"), ("Y", "3"), ("Z", "4")]
     assert containers[0]["ports"] == [{"containerPort": 80, "name": "http", "protocol": "TCP"}]
     assert containers[0]["volumeMounts"] == [{"name": "v2", "mountPath": "/data"}]
     assert result["spec"]["template"]["spec"]["tolerations"] == [{"key": "t2"}]      # no strategy: replaced
@@ -170,7 +171,8 @@ def test_pod_status_column() -> None:
     assert tables.pod_status(_pod_with({"phase": "Pending", "reason": "ProviderFailed"}))[0] == "ProviderFailed"
     assert tables.pod_status(_pod_with({"phase": "Running"}, deletionTimestamp="2025-01-01T00:00:00Z"))[0] == \
         "Terminating"
-    init = {"phase": "Pending", "initContainerStatuses": [{"name": "i", "state": {"waiting": {"reason": "PodInitializing"}}}]}
+    init = {"phase": "Pending",
+            "initContainerStatuses": [{"name": "i", "state": {"waiting": {"reason": "PodInitializing"}}}]}
     pod = _pod_with(init)
     pod["spec"]["initContainers"] = [{"name": "i"}]
     assert tables.pod_status(pod)[0] == "Init:0/1"
@@ -184,8 +186,8 @@ def _type(name: str) -> ResourceType:
 
 def test_node_roles_and_status() -> None:
     nodes = _type("nodes")
-    node = {"metadata": {"name": "n", "labels": {"node-role.kubernetes.io/control-plane": "",
-                                                   "kubernetes.io/role": "agent"}},
+    labels = {"node-role.kubernetes.io/control-plane": "", "kubernetes.io/role": "agent"}
+    node = {"metadata": {"name": "n", "labels": labels},
             "spec": {"unschedulable": True},
             "status": {"conditions": [{"type": "Ready", "status": "Unknown"}], "nodeInfo": {"kubeletVersion": "v1"}}}
     cells = tables.table(nodes, [node])["rows"][0]["cells"]
