@@ -42,23 +42,31 @@ def memory_bytes(value: Any) -> int:
     return math.ceil(quantity(value) - 1e-9)
 
 
-def _container_requests(container: Obj) -> tuple[int, int]:
+DEFAULT_MILLI_CPU = 100                      # what the scheduler's scoring assumes for a container without requests
+DEFAULT_MEMORY = 200 * 1024 * 1024
+
+
+def _container_requests(container: Obj, non_zero: bool) -> tuple[int, int]:
     resources = container.get("resources") or {}
     requests = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
-    cpu, mem = requests.get("cpu"), requests.get("memory")
-    return (milli_cpu(cpu) if cpu is not None else 0), (memory_bytes(mem) if mem is not None else 0)
+    cpu = milli_cpu(requests["cpu"]) if requests.get("cpu") is not None else 0
+    mem = memory_bytes(requests["memory"]) if requests.get("memory") is not None else 0
+    if non_zero:
+        return cpu or DEFAULT_MILLI_CPU, mem or DEFAULT_MEMORY
+    return cpu, mem
 
 
-def pod_requests(pod: Obj) -> tuple[int, int]:
+def pod_requests(pod: Obj, non_zero: bool = False) -> tuple[int, int]:
     """(milli-CPU, memory bytes) the scheduler accounts for: containers summed, init containers' maximum,
-    plus overhead; a container without requests but with limits requests its limits (API defaulting)."""
+    plus overhead; a container without requests but with limits requests its limits (API defaulting).
+    ``non_zero``: count unset requests as 100m / 200Mi, as scoring does."""
     spec = pod.get("spec") or {}
     cpu = mem = 0
     for container in spec.get("containers") or []:
-        c, m = _container_requests(container)
+        c, m = _container_requests(container, non_zero)
         cpu, mem = cpu + c, mem + m
     for container in spec.get("initContainers") or []:
-        c, m = _container_requests(container)
+        c, m = _container_requests(container, non_zero)
         cpu, mem = max(cpu, c), max(mem, m)
     overhead = spec.get("overhead") or {}
     if "cpu" in overhead:

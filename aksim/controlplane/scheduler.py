@@ -54,9 +54,19 @@ class NodeInfo:
 
 @dataclass
 class Usage:
+    """Requests of the non-terminated pods bound to a node (``scored_*``: with scoring's non-zero defaults)."""
     cpu: int = 0
     memory: int = 0
     pods: int = 0
+    scored_cpu: int = 0
+    scored_memory: int = 0
+
+    def add(self, sign: int, requests: tuple[int, int, int, int]) -> None:
+        self.cpu += sign * requests[0]
+        self.memory += sign * requests[1]
+        self.scored_cpu += sign * requests[2]
+        self.scored_memory += sign * requests[3]
+        self.pods += sign
 
 
 @dataclass
@@ -68,16 +78,18 @@ class PodSpec:
     preferred: list[Obj]
     cpu: int
     memory: int
+    scored_cpu: int
+    scored_memory: int
 
     @classmethod
     def of(cls, pod: Obj) -> "PodSpec":
         spec = pod.get("spec") or {}
         affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
         required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-        cpu, memory = pod_requests(pod)
         return cls(spec.get("tolerations") or [], spec.get("nodeSelector") or {},
                    (required or {}).get("nodeSelectorTerms") if required else None,
-                   affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or [], cpu, memory)
+                   affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or [],
+                   *pod_requests(pod), *pod_requests(pod, non_zero=True))
 
 
 @dataclass
@@ -177,7 +189,7 @@ class Scheduler:
         self.cp = cp
         self.nodes: dict[str, NodeInfo] = {}
         self.usage: dict[str, Usage] = {}
-        self._bound: dict[str, tuple[str, int, int]] = {}      # pod key -> (node, milli-CPU, bytes)
+        self._bound: dict[str, tuple[str, tuple[int, int, int, int]]] = {}     # pod key -> (node, requests)
         self._waiting: set[str] = set()                        # unschedulable until something changes
         self._queue: WorkQueue[str] = WorkQueue(cp, lambda: cp.timings.controller, self._schedule)
         self._indexes = 0
@@ -224,18 +236,16 @@ class Scheduler:
         if key in self._bound and self._bound[key][0] == node:
             return
         self._release(key)
-        cpu, memory = pod_requests(pod)
-        self._bound[key] = (node, cpu, memory)
-        use = self.usage.setdefault(node, Usage())
-        use.cpu, use.memory, use.pods = use.cpu + cpu, use.memory + memory, use.pods + 1
+        requests = (*pod_requests(pod), *pod_requests(pod, non_zero=True))
+        self._bound[key] = (node, requests)
+        self.usage.setdefault(node, Usage()).add(1, requests)
 
     def _release(self, key: str) -> bool:
         entry = self._bound.pop(key, None)
         if entry is None:
             return False
-        node, cpu, memory = entry
-        use = self.usage[node]
-        use.cpu, use.memory, use.pods = use.cpu - cpu, use.memory - memory, use.pods - 1
+        node, requests = entry
+        self.usage[node].add(-1, requests)
         return True
 
     def _retry_waiting(self) -> None:
@@ -286,9 +296,10 @@ class Scheduler:
         return Verdict(short, resolvable=True) if short else None
 
     def _allocated(self, pod: PodSpec, node: NodeInfo) -> float:
+        """NodeResourcesFit's LeastAllocated view: the share of the node requested once the pod is on it."""
         use = self.usage.get(node.name) or Usage()
-        cpu = (use.cpu + pod.cpu) / node.cpu if node.cpu else 1.0
-        memory = (use.memory + pod.memory) / node.memory if node.memory else 1.0
+        cpu = (use.scored_cpu + pod.scored_cpu) / node.cpu if node.cpu else 1.0
+        memory = (use.scored_memory + pod.scored_memory) / node.memory if node.memory else 1.0
         return (cpu + memory) / 2
 
     def _bind(self, pod: Obj, node: str) -> None:
