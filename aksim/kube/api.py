@@ -1,6 +1,8 @@
 """HTTP face of the simulated kube-apiserver: discovery, OpenAPI stubs, CRUD, subresources, lists and watches.
 
-Responses are always JSON (or text/plain for logs). What real clients need beyond plain REST:
+Responses are always JSON (or text/plain for logs). Request bodies are JSON or YAML, plus protobuf for the kinds
+Helm's client-go sends that way (see :mod:`aksim.kube.protobuf`); other protobuf bodies get 415. What real
+clients need beyond plain REST:
 
 * Discovery is served in the legacy format with ``Content-Type: application/json``; kubectl 1.34 asks for
   aggregated discovery first and falls back to ``/api``, ``/api/v1``, ``/apis``, ``/apis/<g>/<v>``.
@@ -24,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from ..httpcore import HttpError, Request, Response, Router
 from . import patch as patches
-from . import tables
+from . import protobuf, tables
 from .selectors import FieldSelector, LabelSelector, SelectorError, label_selector_string, parse_field_selector
 from .selectors import parse_label_selector
 from .store import (Conflict, Gone, Invalid, KubeError, KubeStore, Obj, ResourceType, StoreEvent, WatchStart, clone,
@@ -43,8 +45,7 @@ _SUBRESOURCES: dict[str, tuple[list[str], str, str, str]] = {     # verbs, group
     "log": (["get"], "", "", ""),
     "binding": (["create"], "", "", "Binding"),
 }
-_UNSUPPORTED_BODY = ("application/vnd.kubernetes.protobuf", "application/cbor", "application/apply-patch+yaml",
-                     "application/apply-patch+cbor")
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 AdmitHook = Callable[[str, str, "Obj | None", "Obj | None"], None]
 
@@ -158,6 +159,19 @@ def _int_param(req: Request, name: str) -> int | None:
         return int(value)
     except ValueError:
         raise _bad_request(f"invalid value for {name}: {value!r}") from None
+
+
+def _unsupported_media() -> HttpError:
+    return HttpError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted "
+                                                  f"media types include: {JSON}, application/yaml, {PROTOBUF}")
+
+
+def _protobuf_body(req: Request) -> Obj:
+    try:
+        return protobuf.decode_object(req.body)
+    except protobuf.ProtobufError as exc:
+        raise HttpError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {exc}") \
+            from exc
 
 
 def _dry_run(req: Request) -> bool:
@@ -451,9 +465,10 @@ class KubeApi:
 
     def _body(self, req: Request) -> Obj:
         media = _media_type(req.headers.get("content-type"))
-        if media in _UNSUPPORTED_BODY or media not in (JSON, "application/yaml", "*/*"):
-            raise HttpError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                                                         f"accepted media types include: {JSON}, application/yaml")
+        if media == PROTOBUF:
+            return _protobuf_body(req)
+        if media not in (JSON, "application/yaml", "*/*"):
+            raise _unsupported_media()
         try:
             if media == "application/yaml":
                 import yaml  # pylint: disable=import-outside-toplevel
@@ -548,7 +563,10 @@ class KubeApi:
 
     def _delete_options(self, req: Request) -> Obj:
         try:
-            options = json.loads(req.body) if req.body and req.body.strip() else {}
+            if _media_type(req.headers.get("content-type")) == PROTOBUF and req.body:
+                options = _protobuf_body(req)
+            else:
+                options = json.loads(req.body) if req.body and req.body.strip() else {}
         except ValueError as exc:
             raise _bad_request(f"invalid DeleteOptions: {exc}") from exc
         if not isinstance(options, dict):

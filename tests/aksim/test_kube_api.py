@@ -284,12 +284,6 @@ def test_patch_types(core: client.CoreV1Api, apps: client.AppsV1Api, kube: KubeS
     assert "patched" in kube.kubectl("patch", "deploy", "smp", "-p", image_patch).stdout
 
 
-def test_protobuf_body_is_unsupported(kube: KubeServer) -> None:
-    status, body = kube.raw_json("POST", "/api/v1/namespaces/default/secrets", b"k8s\x00\n\x0c\n\x02v1",
-                                 headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
-    assert status == 415 and body["reason"] == "UnsupportedMediaType"
-
-
 def test_status_scale_log_and_binding(core: client.CoreV1Api, apps: client.AppsV1Api, kube: KubeServer) -> None:
     core.create_namespaced_pod("default", {"metadata": {"name": "logger", "annotations": {
         "aksim.io/log": "line1\nline2\nline3\n"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}})
