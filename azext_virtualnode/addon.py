@@ -133,6 +133,7 @@ def get_cluster(client: Any, resource_group: str, name: str) -> ClusterView:
             f"List the clusters with 'az aks list -g {resource_group} -o table'.") from exc
 
 
+# pylint: disable-next=too-many-positional-arguments
 def wait_until_idle(client: Any, resource_group: str, name: str, cluster: ClusterView, deadline: float,
                     interval: float = 5.0, on_wait: Callable[[str], None] | None = None,
                     sleep: Callable[[float], None] = time.sleep) -> ClusterView:

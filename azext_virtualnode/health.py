@@ -34,7 +34,7 @@ class Problem:
 
 
 @dataclass
-class PodFacts:
+class PodFacts:  # pylint: disable=too-many-instance-attributes
     name: str
     namespace: str
     phase: str
@@ -60,7 +60,7 @@ class PodFacts:
 
 
 @dataclass
-class Facts:
+class Facts:  # pylint: disable=too-many-instance-attributes
     """Everything status judges. ``None`` means 'not known' (not read, or unreadable)."""
     cluster: ClusterView
     mode: str = "none"
@@ -283,6 +283,7 @@ class Sources:
     kube: Callable[[], Any]          # context manager yielding a Kube
 
 
+# pylint: disable-next=too-many-positional-arguments
 def gather(cluster: ClusterView, src: Sources, mode: str, subnet_name: str | None,
            node_name: str = ADDON_NODE_NAME, connector_namespace: str = CONNECTOR_NAMESPACE,
            connector_selector: str = "app=aci-connector-linux") -> Facts:
@@ -324,4 +325,3 @@ def _gather_kube(f: Facts, src: Sources, selector: str) -> None:
 
 def _owned_by_daemonset(pod: Any) -> bool:
     return any(ref.kind == "DaemonSet" for ref in pod.metadata.owner_references or [])
-

@@ -43,7 +43,9 @@ def session(kubeconfig: dict[str, Any]) -> Iterator["Kube"]:
     ctx_name = kubeconfig.get("current-context")
     ctx = next((c["context"] for c in kubeconfig.get("contexts", []) if c["name"] == ctx_name),
                kubeconfig["contexts"][0]["context"])
-    cluster = next(c["cluster"] for c in kubeconfig["clusters"] if c["name"] == ctx["cluster"])
+    cluster = next((c["cluster"] for c in kubeconfig["clusters"] if c["name"] == ctx["cluster"]), None)
+    if cluster is None:  # (a bare next() here would surface as "RuntimeError: generator raised StopIteration")
+        raise ClusterUnreachable(f"the cluster credentials name no cluster '{ctx['cluster']}'")
     user = next((u["user"] for u in kubeconfig.get("users", []) if u["name"] == ctx.get("user")), {})
     if "exec" in user:
         raise ValidationError(
@@ -90,7 +92,7 @@ def _age_seconds(ts: Any) -> float | None:
 
 
 @dataclass
-class NodeFacts:
+class NodeFacts:  # pylint: disable=too-many-instance-attributes
     name: str
     registered: bool
     ready: bool = False
@@ -151,7 +153,7 @@ class Kube:
             if exc.status == 404:
                 return None
             if exc.status in (401, 403):
-                raise ClusterUnreachable(f"the API server refused the credentials ({exc.status} {exc.reason})")
+                raise ClusterUnreachable(f"the API server refused the credentials ({exc.status} {exc.reason})") from exc
             raise ClusterUnreachable(f"the API server answered {exc.status} {exc.reason}") from exc
         except (HTTPError, OSError) as exc:
             raise ClusterUnreachable(f"cannot reach the API server: {exc}") from exc
@@ -192,6 +194,7 @@ class Kube:
         Raises TimeoutError at ``deadline``.
         """
         from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
         node = self.node(name)
         if want(node):
             return node
@@ -204,10 +207,11 @@ class Kube:
                     node = None if event["type"] == "DELETED" else event["object"]
                     if want(node):
                         return node
-            except Exception as exc:  # pylint: disable=broad-except
-                from kubernetes.client.exceptions import ApiException
-                if isinstance(exc, ApiException) and exc.status == 410:
+            except ApiException as exc:
+                if exc.status == 410:
                     continue
+                raise ClusterUnreachable(f"watching node {name} failed: {exc}") from exc
+            except Exception as exc:  # pylint: disable=broad-except
                 raise ClusterUnreachable(f"watching node {name} failed: {exc}") from exc
             finally:
                 w.stop()

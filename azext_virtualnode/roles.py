@@ -81,7 +81,7 @@ class MissingRight:
 
 def missing_rights_error(missing: list[MissingRight], caller: str | None) -> UnauthorizedError:
     assignee = caller or "<your-object-id>"
-    lines = [f"You lack rights needed to enable the virtual node (nothing was changed):"]
+    lines = ["You lack rights needed to enable the virtual node (nothing was changed):"]
     lines += [f"  - '{m.action}' on {m.scope}" for m in missing]
     lines.append("An Owner or User Access Administrator can grant them with:")
     seen: set[str] = set()
@@ -101,7 +101,8 @@ class RoleClient:
         self._client = auth_client
 
     def permissions(self, scope: str) -> list[dict[str, Any]]:
-        """The caller's effective permissions at ``scope`` (``{scope}/providers/Microsoft.Authorization/permissions``)."""
+        """The caller's effective permissions at ``scope``
+        (``{scope}/providers/Microsoft.Authorization/permissions``)."""
         from azure.core.rest import HttpRequest
         request = HttpRequest("GET", f"{scope}/providers/Microsoft.Authorization/permissions",
                               params={"api-version": "2022-04-01"})
@@ -123,6 +124,7 @@ class RoleClient:
                 return ra
         return None
 
+    # pylint: disable-next=too-many-positional-arguments
     def grant_network_contributor(self, principal_id: str, scope: str, cluster_id: str, principal_type: str,
                                   deadline: float, on_wait: Callable[[str], None] | None = None,
                                   sleep: Callable[[float], None] = time.sleep) -> Any | None:

@@ -204,7 +204,7 @@ def check_region_and_provider(ctx: Ctx, cluster: ClusterView) -> bool:
     return (provider.registration_state or "") != "Registered"
 
 
-def check_caller_rights(ctx: Ctx, cluster: ClusterView, needs: dict[str, str]) -> None:
+def check_caller_rights(ctx: Ctx, needs: dict[str, str]) -> None:
     """``needs`` maps action -> scope. Read the caller's permissions once per scope; raise listing what lacks."""
     by_scope: dict[str, list[dict[str, Any]]] = {}
     missing: list[MissingRight] = []
@@ -220,6 +220,7 @@ def check_caller_rights(ctx: Ctx, cluster: ClusterView, needs: dict[str, str]) -
         raise missing_rights_error(missing, caller_object_id(ctx.cli_ctx))
 
 
+# pylint: disable-next=too-many-positional-arguments
 def enable(ctx: Ctx, subnet_name: str | None, subnet_cidr: str | None, skip_role_assignment: bool, timeout: int,
            no_wait: bool) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout
@@ -243,7 +244,7 @@ def enable(ctx: Ctx, subnet_name: str | None, subnet_cidr: str | None, skip_role
     if not cluster.addon_enabled:
         needs[CLUSTER_WRITE] = cluster.id
     if needs:
-        check_caller_rights(ctx, cluster, needs)
+        check_caller_rights(ctx, needs)
 
     # ---- first write below this line ----
     if needs_register:
@@ -252,7 +253,7 @@ def enable(ctx: Ctx, subnet_name: str | None, subnet_cidr: str | None, skip_role
         progress(f"Creating/delegating subnet '{plan.name}' for Azure Container Instances...")
         ctx.subnets.put(plan.id, plan.body).result()
     if not cluster.addon_enabled:
-        cluster = turn_on_addon(ctx, cluster, plan.name, no_wait, deadline)
+        cluster = turn_on_addon(ctx, cluster, plan.name, no_wait)
     if not skip_role_assignment:
         identity = identity or wait_for_identity(ctx, cluster, deadline)
         ensure_role(ctx, identity, plan.id, cluster, deadline)
@@ -274,7 +275,7 @@ def register_provider(ctx: Ctx, deadline: float) -> None:
         time.sleep(2)
 
 
-def turn_on_addon(ctx: Ctx, cluster: ClusterView, subnet: str, no_wait: bool, deadline: float) -> ClusterView:
+def turn_on_addon(ctx: Ctx, cluster: ClusterView, subnet: str, no_wait: bool) -> ClusterView:
     from azure.cli.core.commands import LongRunningOperation
     poller = set_addon(ctx.clusters, ctx.resource_group, cluster, subnet, no_wait=no_wait)
     if no_wait:
@@ -339,6 +340,7 @@ def diagnose(ctx: Ctx, headline: str) -> CLIError:
 
 
 # -- disable ------------------------------------------------------------------------------------------------
+# pylint: disable-next=too-many-positional-arguments
 def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
             subnet_name: str | None = None, confirm: Callable[[str, bool], None] | None = None) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
