@@ -311,7 +311,7 @@ class KubeApi:
                 "parameters": [{"name": p, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
                                for p in ("dryRun", "fieldManager", "fieldValidation")],
                 "requestBody": {"content": {ct: {"schema": {"type": "object"}} for ct in
-                                            (patches.JSON_PATCH, patches.MERGE_PATCH, patches.APPLY_PATCH)}},
+                                            (patches.JSON_PATCH, patches.MERGE_PATCH)}},
                 "responses": {"200": {"description": "OK"}},
                 "x-kubernetes-action": "patch",
                 "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": rtype.kind}}}
@@ -342,7 +342,7 @@ class KubeApi:
 
     def _collection(self, req: Request) -> Response:
         target = self._target(req)
-        if target.rtype.namespaced and req.method == "POST":
+        if target.rtype.namespaced and req.method in ("POST", "DELETE"):
             raise HttpError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         return self._dispatch_collection(req, target)
 

@@ -1,9 +1,11 @@
 """Decoding of the few protobuf request bodies real clients send (responses are always JSON).
 
-client-go's typed clients in Helm 3 send their release records (Secrets, or ConfigMaps with the configmap
-driver) and DeleteOptions as ``application/vnd.kubernetes.protobuf`` and do not retry as JSON on 415. The body
-is ``k8s\\x00`` + a ``runtime.Unknown`` envelope whose ``raw`` field holds the object; this module knows the
-k8s.io/api generated.proto field numbers of exactly those kinds. Other kinds stay unsupported (415).
+client-go's typed clients send protobuf (``application/vnd.kubernetes.protobuf``) and do not retry as JSON on
+415: Helm 3 for its release records (Secrets, or ConfigMaps with the configmap driver) and DeleteOptions, kubectl
+for ``kubectl create namespace|secret|configmap|serviceaccount|role|rolebinding|clusterrole|clusterrolebinding``.
+The body is ``k8s\\x00`` + a ``runtime.Unknown`` envelope whose ``raw`` field holds the object; this module knows
+the k8s.io/api generated.proto field numbers of exactly those kinds. Other kinds stay unsupported (415), e.g.
+``kubectl create deployment`` (``kubectl apply``/``run`` send JSON).
 """
 from __future__ import annotations
 
@@ -28,11 +30,30 @@ OBJECT_META: Schema = {
     12: ("annotations", ("map", "str")), 13: ("ownerReferences", ("list", OWNER_REFERENCE)),
     14: ("finalizers", ("list", "str")),
 }
+LOCAL_REFERENCE: Schema = {1: ("name", "str")}
+OBJECT_REFERENCE: Schema = {1: ("kind", "str"), 2: ("namespace", "str"), 3: ("name", "str"), 4: ("uid", "str"),
+                            5: ("apiVersion", "str"), 6: ("resourceVersion", "str"), 7: ("fieldPath", "str")}
+POLICY_RULE: Schema = {1: ("verbs", ("list", "str")), 2: ("apiGroups", ("list", "str")),
+                       3: ("resources", ("list", "str")), 4: ("resourceNames", ("list", "str")),
+                       5: ("nonResourceURLs", ("list", "str"))}
+SUBJECT: Schema = {1: ("kind", "str"), 2: ("apiGroup", "str"), 3: ("name", "str"), 4: ("namespace", "str")}
+ROLE_REF: Schema = {1: ("apiGroup", "str"), 2: ("kind", "str"), 3: ("name", "str")}
+BINDING: Schema = {1: ("metadata", OBJECT_META), 2: ("subjects", ("list", SUBJECT)), 3: ("roleRef", ROLE_REF)}
+ROLE: Schema = {1: ("metadata", OBJECT_META), 2: ("rules", ("list", POLICY_RULE))}
 KINDS: dict[str, Schema] = {
     "Secret": {1: ("metadata", OBJECT_META), 2: ("data", ("map", "bytes")), 3: ("type", "str"),
                4: ("stringData", ("map", "str")), 5: ("immutable", "bool")},
     "ConfigMap": {1: ("metadata", OBJECT_META), 2: ("data", ("map", "str")), 3: ("binaryData", ("map", "bytes")),
                   4: ("immutable", "bool")},
+    "Namespace": {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("finalizers", ("list", "str"))}),
+                  3: ("status", {1: ("phase", "str")})},
+    "ServiceAccount": {1: ("metadata", OBJECT_META), 2: ("secrets", ("list", OBJECT_REFERENCE)),
+                       3: ("imagePullSecrets", ("list", LOCAL_REFERENCE)),
+                       4: ("automountServiceAccountToken", "bool")},
+    "Role": ROLE,
+    "ClusterRole": ROLE,
+    "RoleBinding": BINDING,
+    "ClusterRoleBinding": BINDING,
     "DeleteOptions": {1: ("gracePeriodSeconds", "int"),
                       2: ("preconditions", {1: ("uid", "str"), 2: ("resourceVersion", "str")}),
                       3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "str"), 5: ("dryRun", ("list", "str"))},

@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 
 from aksim.kube.protobuf import MAGIC, ProtobufError, decode_object
-from kube_harness import ROOT, KubeServer
+from kube_harness import KUBECTL, ROOT, KubeServer
 
 HELM = ROOT / ".tools" / "bin" / "helm"
 
@@ -114,3 +114,29 @@ def test_real_helm_install_upgrade_uninstall(kube: KubeServer, tmp_path: Path) -
     helm("uninstall", "demo")
     assert kube.store.list("secrets", "default", "owner=helm") == []
     assert kube.store.get("configmaps", "default", "demo-cm") is None
+
+
+@pytest.mark.skipif(not KUBECTL.exists(), reason="real kubectl missing (tools/fetch-kube-binaries.sh)")
+def test_kubectl_typed_create_commands(kube: KubeServer) -> None:
+    kube.kubectl("create", "namespace", "team")
+    kube.kubectl("create", "secret", "generic", "s1", "-n", "team", "--from-literal=a=b")
+    kube.kubectl("create", "configmap", "c1", "-n", "team", "--from-literal=x=y")
+    kube.kubectl("create", "serviceaccount", "robot", "-n", "team")
+    kube.kubectl("create", "role", "r1", "-n", "team", "--verb=get,list", "--resource=pods")
+    kube.kubectl("create", "rolebinding", "rb1", "-n", "team", "--role=r1", "--serviceaccount=team:robot")
+    kube.kubectl("create", "clusterrolebinding", "crb1", "--clusterrole=view", "--user=alice", "--group=devs")
+    store = kube.store
+    assert store.get("namespaces", None, "team")["status"]["phase"] == "Active"  # type: ignore[index]
+    assert store.get("secrets", "team", "s1")["data"] == {"a": "Yg=="}  # type: ignore[index]
+    assert store.get("configmaps", "team", "c1")["data"] == {"x": "y"}  # type: ignore[index]
+    assert store.get("serviceaccounts", "team", "robot") is not None
+    role = store.get("roles.rbac.authorization.k8s.io", "team", "r1")
+    assert role is not None and role["rules"] == [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]
+    binding = store.get("rolebindings.rbac.authorization.k8s.io", "team", "rb1")
+    assert binding is not None and binding["subjects"] == [{"kind": "ServiceAccount", "name": "robot",
+                                                            "namespace": "team"}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r1"}
+    cluster_binding = store.get("clusterrolebindings.rbac.authorization.k8s.io", None, "crb1")
+    assert cluster_binding is not None and [s["kind"] for s in cluster_binding["subjects"]] == ["User", "Group"]
+    rejected = kube.kubectl("create", "deployment", "d", "--image=nginx", check=False)
+    assert rejected.returncode != 0 and "protobuf bodies of kind Deployment are not supported" in rejected.stderr
