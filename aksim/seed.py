@@ -90,7 +90,12 @@ def build_cluster(world: "World", spec: dict[str, Any]) -> "Cluster":
         raise ValueError(f"scenario: cluster {name} names unknown service principal {sp_app_id}")
     mc = containerservice.seed_cluster_resource(world, spec, rg, node_rg, subnet_id if custom_vnet else None,
                                                 sp_app_id)
-    if not sp_app_id:
+    if sp_app_id:
+        # AKS runs an SP cluster's node resource group with that SP: it holds rights there (ACI included).
+        sp = world.principal_by_client_id(sp_app_id)
+        authorization.assign(world, node_rg_res["id"], "Contributor", sp.object_id,
+                             description="AKS: cluster service principal on the node resource group")
+    else:
         system = world.add_principal(name=name, kind="ManagedIdentity", backdate=True)
         mc["identity"] = {"type": "SystemAssigned", "principalId": system.object_id,
                           "tenantId": world.scenario.tenant_id}

@@ -8,6 +8,7 @@ to problems with stable codes, and ``build_status`` to the documented status obj
 """
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -202,10 +203,20 @@ def _kube_problems(f: Facts, ids: str) -> list[Problem]:
     return out
 
 
+_DENIED = re.compile(r"perform action '([^']+)' over scope '([^']+)'")
+
+
 def _crash_hint(detail: str, f: Facts, ids: str, logs: str) -> str:
+    denied = _DENIED.search(detail)
     if "AuthorizationFailed" in detail and f.identity:
-        return (f"The connector identity lacks rights: re-run 'az aks virtual-node enable {ids}' to grant "
-                f"{NETWORK_CONTRIBUTOR} on the subnet, then wait for the next restart. Logs: {logs}")
+        action, scope = denied.groups() if denied else ("Microsoft.Network/", f.subnet_id or "")
+        if action.startswith("Microsoft.Network/"):
+            return (f"The connector identity lacks rights on the subnet: re-run 'az aks virtual-node enable {ids}' "
+                    f"to grant {NETWORK_CONTRIBUTOR} on it, then wait for the next restart. Logs: {logs}")
+        role = "Azure Container Instances Contributor Role" if "ContainerInstance" in action else "Contributor"
+        return (f"The connector identity lacks '{action}' on {scope}. Grant it: 'az role assignment create "
+                f"--assignee-object-id {f.identity['objectId']} --assignee-principal-type ServicePrincipal "
+                f"--role \"{role}\" --scope {scope}'. Logs: {logs}")
     if "route table" in detail:
         return "Remove the route table from the virtual-node subnet, or move to another subnet."
     return f"Read the connector log: '{logs}'."

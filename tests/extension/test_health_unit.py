@@ -85,3 +85,14 @@ def test_not_enabled():
     f = Facts(cluster=cluster(), mode="none")
     assert codes(f) == ["NotEnabled"]
     assert build_status(f, evaluate(f))["healthy"] is False
+
+
+def test_crash_hint_names_the_denied_action_and_scope():
+    crash = PodFacts("p", "kube-system", "Running", False, 3, "CrashLoopBackOff", None, "n1")
+    log = ('level=fatal msg="Code=AuthorizationFailed ... does not have authorization to perform action '
+           "'Microsoft.ContainerInstance/containerGroups/write' over scope '/subscriptions/s/resourceGroups/MC' or\"")
+    hint = evaluate(healthy_facts(connector_pods=[crash], connector_log=log))[0].hint
+    assert '--role "Azure Container Instances Contributor Role" --scope /subscriptions/s/resourceGroups/MC' in hint
+    subnet_log = "AuthorizationFailed: perform action 'Microsoft.Network/virtualNetworks/subnets/write' over scope 'x'"
+    hint = evaluate(healthy_facts(connector_pods=[crash], connector_log=subnet_log))[0].hint
+    assert "re-run 'az aks virtual-node enable -g rg -n c'" in hint
