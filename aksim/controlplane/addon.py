@@ -99,13 +99,12 @@ class AddonManager:
                          "key.pem": _b64(_FAKE_PEM.format("RSA PRIVATE KEY"))}}
 
     def _cluster_cidr(self, mc: dict[str, Any], vnet_id: str) -> str:
-        props = mc["properties"]
-        pools = props.get("agentPoolProfiles") or []
+        """The node subnet's range (Azure CNI: pods take their addresses from it)."""
+        pools = mc["properties"].get("agentPoolProfiles") or []
         subnet_id = pools[0].get("vnetSubnetID") if pools else None
-        subnet = self.cp.world.arm.get(subnet_id) if subnet_id else \
-            next(iter(self.cp.world.arm.children(vnet_id, SUBNET_TYPE)), None) if vnet_id else None
-        return ((subnet or {}).get("properties") or {}).get("addressPrefix") or \
-            (props.get("networkProfile") or {}).get("podCidr", "")
+        subnets = [self.cp.world.arm.get(subnet_id)] if subnet_id else \
+            self.cp.world.arm.children(vnet_id, SUBNET_TYPE) if vnet_id else []
+        return next((s["properties"].get("addressPrefix", "") for s in subnets if s), "")
 
     def _identity_env(self, mc: dict[str, Any]) -> list[dict[str, Any]]:
         if not is_msi(mc):

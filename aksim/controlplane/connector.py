@@ -328,7 +328,8 @@ class Connectors:
 
         def apply(p: Obj) -> None:
             now = now_rfc3339()
-            mark_running(p, conn.pod_ip, conn.host.host_ip)
+            if p["status"].get("phase") != "Running":
+                mark_running(p, conn.pod_ip, conn.host.host_ip)
             status = next(s for s in p["status"]["containerStatuses"] if s["name"] == container["name"])
             status.update(ready=False, started=False, restartCount=conn.restarts,
                           state={"waiting": {"reason": "CrashLoopBackOff", "message": message}},

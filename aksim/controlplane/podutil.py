@@ -5,7 +5,7 @@ import functools
 import hashlib
 import math
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from aksim.controlplane.runtime import now_rfc3339
 
@@ -46,34 +46,43 @@ DEFAULT_MILLI_CPU = 100                      # what the scheduler's scoring assu
 DEFAULT_MEMORY = 200 * 1024 * 1024
 
 
-def _container_requests(container: Obj, non_zero: bool) -> tuple[int, int]:
+class Requests(NamedTuple):
+    """What the scheduler accounts for a pod; ``scored_*`` count unset requests as 100m / 200Mi (scoring)."""
+    cpu: int
+    memory: int
+    scored_cpu: int
+    scored_memory: int
+
+
+@functools.lru_cache(maxsize=4096)
+def _requests(cpu: Any, memory: Any) -> Requests:
+    milli = milli_cpu(cpu) if cpu is not None else 0
+    size = memory_bytes(memory) if memory is not None else 0
+    return Requests(milli, size, milli or DEFAULT_MILLI_CPU, size or DEFAULT_MEMORY)
+
+
+def _container_requests(container: Obj) -> Requests:
+    """A container's requests; one set only as a limit requests the limit (API defaulting)."""
     resources = container.get("resources") or {}
-    requests = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
-    cpu = milli_cpu(requests["cpu"]) if requests.get("cpu") is not None else 0
-    mem = memory_bytes(requests["memory"]) if requests.get("memory") is not None else 0
-    if non_zero:
-        return cpu or DEFAULT_MILLI_CPU, mem or DEFAULT_MEMORY
-    return cpu, mem
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    cpu, memory = requests.get("cpu"), requests.get("memory")
+    return _requests(limits.get("cpu") if cpu is None else cpu, limits.get("memory") if memory is None else memory)
 
 
-def pod_requests(pod: Obj, non_zero: bool = False) -> tuple[int, int]:
-    """(milli-CPU, memory bytes) the scheduler accounts for: containers summed, init containers' maximum,
-    plus overhead; a container without requests but with limits requests its limits (API defaulting).
-    ``non_zero``: count unset requests as 100m / 200Mi, as scoring does."""
+def pod_requests(pod: Obj) -> Requests:
+    """Containers summed, the init containers' maximum, plus overhead."""
     spec = pod.get("spec") or {}
-    cpu = mem = 0
-    for container in spec.get("containers") or []:
-        c, m = _container_requests(container, non_zero)
-        cpu, mem = cpu + c, mem + m
-    for container in spec.get("initContainers") or []:
-        c, m = _container_requests(container, non_zero)
-        cpu, mem = max(cpu, c), max(mem, m)
-    overhead = spec.get("overhead") or {}
-    if "cpu" in overhead:
-        cpu += milli_cpu(overhead["cpu"])
-    if "memory" in overhead:
-        mem += memory_bytes(overhead["memory"])
-    return cpu, mem
+    containers = [_container_requests(c) for c in spec.get("containers") or ()]
+    total = containers[0] if len(containers) == 1 else Requests(*map(sum, zip(*containers))) if containers \
+        else Requests(0, 0, 0, 0)
+    for container in spec.get("initContainers") or ():
+        total = Requests(*map(max, zip(total, _container_requests(container))))
+    overhead = spec.get("overhead")
+    if overhead:
+        extra = _requests(overhead.get("cpu"), overhead.get("memory"))
+        total = Requests(total.cpu + extra.cpu, total.memory + extra.memory, total.scored_cpu + extra.cpu,
+                         total.scored_memory + extra.memory)
+    return total
 
 
 def key_of(obj: Obj) -> str:
@@ -155,7 +164,7 @@ def _running_status(pod: Obj, container: Obj, started: str, restarts: int, prefi
 
 
 def mark_running(pod: Obj, pod_ip: str, host_ip: str, *, runtime: str = "containerd") -> None:
-    """Every container running and ready: phase Running, conditions True, IPs set."""
+    """Init containers completed, every container running and ready: phase Running, conditions True, IPs set."""
     now = now_rfc3339()
     status = pod.setdefault("status", {})
     previous = {c["name"]: c for c in status.get("containerStatuses") or []}
@@ -169,6 +178,12 @@ def mark_running(pod: Obj, pod_ip: str, host_ip: str, *, runtime: str = "contain
         statuses.append(new)
     status.update(phase="Running", podIP=pod_ip, podIPs=[{"ip": pod_ip}], hostIP=host_ip,
                   hostIPs=[{"ip": host_ip}], containerStatuses=statuses)
+    init = pod["spec"].get("initContainers") or []
+    if init:
+        status["initContainerStatuses"] = [
+            {**_running_status(pod, c, now, 0, runtime), "ready": True, "started": False,
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}}
+            for c in init]
     status.setdefault("startTime", now)
     status.setdefault("qosClass", qos_class(pod))
     status.pop("reason", None)

@@ -1,8 +1,9 @@
 """kube-scheduler: binds pending pods to nodes.
 
 Filters in the default plugin order (NodeUnschedulable, TaintToleration, NodeAffinity, NodeResourcesFit) with
-the real failure reasons, scores feasible nodes by the weights of matching preferred node-affinity terms
-(ties: least allocated, then name). Requested resources per node are kept as running totals updated from
+the real failure reasons; like kube-scheduler it stops searching once it found enough feasible nodes (all of
+them below 100 nodes, 10 % of 5,000), continuing from where the last pass stopped. Feasible nodes are scored
+by the weights of matching preferred node-affinity terms (ties: least allocated, then name). Requested resources per node are kept as running totals updated from
 pod events, so a pass never rescans the cluster's pods.
 """
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aksim.controlplane import events
-from aksim.controlplane.podutil import (Obj, condition, is_active, is_terminated, key_of, memory_bytes, milli_cpu,
-                                       pod_requests, set_condition, split_key)
+from aksim.controlplane.podutil import (Obj, Requests, condition, is_active, is_terminated, key_of, memory_bytes,
+                                       milli_cpu, pod_requests, set_condition, split_key)
 from aksim.controlplane.runtime import WorkQueue
 from aksim.kube.store import DELETED
 
@@ -29,6 +30,7 @@ REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
+MIN_FEASIBLE_NODES = 100
 
 
 @dataclass
@@ -61,11 +63,11 @@ class Usage:
     scored_cpu: int = 0
     scored_memory: int = 0
 
-    def add(self, sign: int, requests: tuple[int, int, int, int]) -> None:
-        self.cpu += sign * requests[0]
-        self.memory += sign * requests[1]
-        self.scored_cpu += sign * requests[2]
-        self.scored_memory += sign * requests[3]
+    def add(self, sign: int, requests: Requests) -> None:
+        self.cpu += sign * requests.cpu
+        self.memory += sign * requests.memory
+        self.scored_cpu += sign * requests.scored_cpu
+        self.scored_memory += sign * requests.scored_memory
         self.pods += sign
 
 
@@ -76,10 +78,7 @@ class PodSpec:
     node_selector: dict[str, str]
     required: list[Obj] | None
     preferred: list[Obj]
-    cpu: int
-    memory: int
-    scored_cpu: int
-    scored_memory: int
+    requests: Requests
 
     @classmethod
     def of(cls, pod: Obj) -> "PodSpec":
@@ -88,8 +87,7 @@ class PodSpec:
         required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
         return cls(spec.get("tolerations") or [], spec.get("nodeSelector") or {},
                    (required or {}).get("nodeSelectorTerms") if required else None,
-                   affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or [],
-                   *pod_requests(pod), *pod_requests(pod, non_zero=True))
+                   affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or [], pod_requests(pod))
 
 
 @dataclass
@@ -169,6 +167,14 @@ def fit_error(total: int, reasons: Counter[str], preemption: Counter[str]) -> st
             f"preemption: 0/{total} nodes are available: {_histogram(preemption)}.")
 
 
+def feasible_nodes_to_find(total: int) -> int:
+    """How many feasible nodes a pass looks for before scoring (adaptive percentageOfNodesToScore)."""
+    if total < MIN_FEASIBLE_NODES:
+        return total
+    percentage = max(50 - total // 125, 5)
+    return max(total * percentage // 100, MIN_FEASIBLE_NODES)
+
+
 def node_info(node: Obj, index: int) -> NodeInfo:
     meta, spec, status = node["metadata"], node.get("spec") or {}, node.get("status") or {}
     alloc = status.get("allocatable") or status.get("capacity") or {}
@@ -189,10 +195,11 @@ class Scheduler:
         self.cp = cp
         self.nodes: dict[str, NodeInfo] = {}
         self.usage: dict[str, Usage] = {}
-        self._bound: dict[str, tuple[str, tuple[int, int, int, int]]] = {}     # pod key -> (node, requests)
+        self._bound: dict[str, tuple[str, Requests]] = {}      # pod key -> (node, its requests)
         self._waiting: set[str] = set()                        # unschedulable until something changes
         self._queue: WorkQueue[str] = WorkQueue(cp, lambda: cp.timings.controller, self._schedule)
         self._indexes = 0
+        self._next_start = 0
 
     # -- state ----------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -236,7 +243,7 @@ class Scheduler:
         if key in self._bound and self._bound[key][0] == node:
             return
         self._release(key)
-        requests = (*pod_requests(pod), *pod_requests(pod, non_zero=True))
+        requests = pod_requests(pod)
         self._bound[key] = (node, requests)
         self.usage.setdefault(node, Usage()).add(1, requests)
 
@@ -263,10 +270,17 @@ class Scheduler:
         feasible: list[NodeInfo] = []
         reasons: Counter[str] = Counter()
         preemption: Counter[str] = Counter()
-        for node in self.nodes.values():
+        nodes = list(self.nodes.values())
+        wanted = feasible_nodes_to_find(len(nodes))
+        start = self._next_start % len(nodes) if nodes else 0
+        for offset in range(len(nodes)):
+            node = nodes[(start + offset) % len(nodes)]
             verdict = self.filter(spec, node)
             if verdict is None:
                 feasible.append(node)
+                if len(feasible) >= wanted:
+                    self._next_start = start + offset + 1
+                    break
                 continue
             reasons.update(verdict.reasons)
             preemption[NO_VICTIMS if verdict.resolvable else NOT_HELPFUL] += 1
@@ -289,17 +303,18 @@ class Scheduler:
         short = []
         if use.pods + 1 > node.pods:
             short.append("Too many pods")
-        if pod.cpu and pod.cpu > node.cpu - use.cpu:
+        cpu, memory = pod.requests.cpu, pod.requests.memory
+        if cpu and cpu > node.cpu - use.cpu:
             short.append("Insufficient cpu")
-        if pod.memory and pod.memory > node.memory - use.memory:
+        if memory and memory > node.memory - use.memory:
             short.append("Insufficient memory")
         return Verdict(short, resolvable=True) if short else None
 
     def _allocated(self, pod: PodSpec, node: NodeInfo) -> float:
         """NodeResourcesFit's LeastAllocated view: the share of the node requested once the pod is on it."""
         use = self.usage.get(node.name) or Usage()
-        cpu = (use.scored_cpu + pod.scored_cpu) / node.cpu if node.cpu else 1.0
-        memory = (use.scored_memory + pod.scored_memory) / node.memory if node.memory else 1.0
+        cpu = (use.scored_cpu + pod.requests.scored_cpu) / node.cpu if node.cpu else 1.0
+        memory = (use.scored_memory + pod.requests.scored_memory) / node.memory if node.memory else 1.0
         return (cpu + memory) / 2
 
     def _bind(self, pod: Obj, node: str) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from aksim.controlplane.podutil import memory_bytes, milli_cpu, pod_requests, qos_class
-from aksim.controlplane.scheduler import (NodeInfo, PodSpec, Scheduler, Usage, expression_matches, fit_error,
-                                          node_info, preference_score, term_matches, tolerates, untolerated_taint)
+from aksim.controlplane.scheduler import (NodeInfo, PodSpec, Scheduler, Usage, expression_matches,
+                                          feasible_nodes_to_find, fit_error, node_info, preference_score,
+                                          term_matches, tolerates, untolerated_taint)
 from aksim.controlplane.workloads import deletion_order, max_unavailable, template_hash
 
 VK_TAINT = {"key": "virtual-kubelet.io/provider", "value": "azure", "effect": "NoSchedule"}
@@ -119,6 +120,10 @@ def test_not_ready_nodes_carry_the_lifecycle_taints() -> None:
     assert info.taints == [] and (info.cpu, info.memory, info.pods) == (2000, 4 << 30, 30)
 
 
+def test_large_clusters_are_sampled_like_kube_scheduler() -> None:
+    assert [feasible_nodes_to_find(n) for n in (3, 99, 100, 1000, 5000, 50000)] == [3, 99, 100, 420, 500, 2500]
+
+
 def test_fit_error_has_the_real_message_form() -> None:
     message = fit_error(4, Counter({"Insufficient cpu": 3,
                                     "node(s) had untolerated taint {virtual-kubelet.io/provider: azure}": 1}),
@@ -139,7 +144,8 @@ def test_quantities_and_requests() -> None:
                                    {"name": "b", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}],
                     "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2"}}}],
                     "overhead": {"cpu": "10m"}}}
-    assert pod_requests(pod) == (2010, (64 << 20) + (1 << 30))
+    assert pod_requests(pod) == (2010, (64 << 20) + (1 << 30), 2010, (64 << 20) + (1 << 30))
+    assert pod_requests({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}) == (0, 0, 200, 400 << 20)
     assert qos_class(pod) == "Burstable"
     assert qos_class({"spec": {"containers": [{"name": "a"}]}}) == "BestEffort"
 
