@@ -71,6 +71,9 @@ class Usage:
         self.pods += sign
 
 
+_IDLE = Usage()
+
+
 @dataclass
 class PodSpec:
     """The scheduling-relevant parts of one pod, computed once per scheduling attempt."""
@@ -200,6 +203,7 @@ class Scheduler:
         self._queue: WorkQueue[str] = WorkQueue(cp, lambda: cp.timings.controller, self._schedule)
         self._indexes = 0
         self._next_start = 0
+        self._writing = ""                                     # the pod whose status this scheduler is writing
 
     # -- state ----------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -235,8 +239,8 @@ class Scheduler:
         if node:
             self._waiting.discard(key)
             self._account(key, node, pod)
-        elif (is_active(pod) and spec.get("schedulerName", COMPONENT) == COMPONENT
-              and key not in self._waiting):
+        elif is_active(pod) and spec.get("schedulerName", COMPONENT) == COMPONENT and key != self._writing:
+            self._waiting.discard(key)          # new, or changed by a user (say, a toleration added): try again
             self._queue.add(key)
 
     def _account(self, key: str, node: str, pod: Obj) -> None:
@@ -299,7 +303,7 @@ class Scheduler:
             return Verdict([f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"])
         if not selector_matches(pod, node):
             return Verdict([REASON_AFFINITY])
-        use = self.usage.get(node.name) or Usage()
+        use = self.usage.get(node.name, _IDLE)
         short = []
         if use.pods + 1 > node.pods:
             short.append("Too many pods")
@@ -312,7 +316,7 @@ class Scheduler:
 
     def _allocated(self, pod: PodSpec, node: NodeInfo) -> float:
         """NodeResourcesFit's LeastAllocated view: the share of the node requested once the pod is on it."""
-        use = self.usage.get(node.name) or Usage()
+        use = self.usage.get(node.name, _IDLE)
         cpu = (use.scored_cpu + pod.requests.scored_cpu) / node.cpu if node.cpu else 1.0
         memory = (use.scored_memory + pod.requests.scored_memory) / node.memory if node.memory else 1.0
         return (cpu + memory) / 2
@@ -330,6 +334,10 @@ class Scheduler:
     def _unschedulable(self, pod: Obj, message: str) -> None:
         meta = pod["metadata"]
         self._waiting.add(key_of(pod))
-        updated = self.cp.store.mutate("pods", meta["namespace"], meta["name"], lambda p: set_condition(
-            p, "PodScheduled", "False", "Unschedulable", message))
+        self._writing = key_of(pod)
+        try:
+            updated = self.cp.store.mutate("pods", meta["namespace"], meta["name"], lambda p: set_condition(
+                p, "PodScheduled", "False", "Unschedulable", message))
+        finally:
+            self._writing = ""
         events.record(self.cp, updated, "FailedScheduling", message, type_=events.WARNING, component=COMPONENT)

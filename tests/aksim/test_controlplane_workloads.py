@@ -184,3 +184,20 @@ def test_full_subnet_and_unpullable_images_fail_in_the_provider_without_retry(si
     assert [e["count"] for e in h.events("default", failed["metadata"]["name"])
             if e["reason"] == "ProviderCreateFailed"] == [1]
     assert len(h.locked(lambda: containerinstance.groups_in(h.world, NODE_RG_ID))) == 3
+
+
+def test_a_pod_edited_to_tolerate_the_taint_is_scheduled_again(simulator: Simulator) -> None:
+    h = Harness(simulator, scenario())
+    h.virtual_node()
+    spec = {"nodeSelector": {"type": "virtual-kubelet"}, "containers": [{"name": "app", "image": "nginx"}]}
+    h.locked(lambda: h.store.create("pods", {"metadata": {"name": "shy", "namespace": "default"}, "spec": spec}))
+    cond = h.until(lambda: next((c for c in h.store.get("pods", "default", "shy")["status"].get("conditions", [])
+                                 if c["type"] == "PodScheduled" and c["status"] == "False"), None))
+    assert cond["message"] == (
+        "0/4 nodes are available: 1 node(s) had untolerated taint {virtual-kubelet.io/provider: azure}, 3 node(s) "
+        "didn't match Pod's node affinity/selector. preemption: 0/4 nodes are available: 4 Preemption is not "
+        "helpful for scheduling.")
+    h.locked(lambda: h.store.mutate("pods", "default", "shy", lambda p: p["spec"].update(
+        tolerations=[{"key": "virtual-kubelet.io/provider", "operator": "Exists"}])))
+    pod = h.until(lambda: (p := h.store.get("pods", "default", "shy"))["status"].get("phase") == "Running" and p)
+    assert pod["spec"]["nodeName"] == VNODE
