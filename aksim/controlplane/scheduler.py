@@ -3,8 +3,8 @@
 Filters in the default plugin order (NodeUnschedulable, TaintToleration, NodeAffinity, NodeResourcesFit) with
 the real failure reasons; like kube-scheduler it stops searching once it found enough feasible nodes (all of
 them below 100 nodes, 10 % of 5,000), continuing from where the last pass stopped. Feasible nodes are scored
-by the weights of matching preferred node-affinity terms (ties: least allocated, then name). Requested resources per node are kept as running totals updated from
-pod events, so a pass never rescans the cluster's pods.
+by the weights of matching preferred node-affinity terms (ties: least allocated, then name). Requested
+resources per node are kept as running totals updated from pod events, so a pass never rescans the pods.
 """
 from __future__ import annotations
 
