@@ -8,6 +8,13 @@ long-summary: >-
     identity Network Contributor on that subnet only, and verifies on the cluster that node
     virtual-node-aci-linux registered, is Ready, tainted and heart-beating. 'status' reports whether it
     really works and why not; 'disable' removes it all again.
+examples:
+  - name: Enable a virtual node on a cluster (Azure CNI) and verify that it works
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster
+  - name: Check whether the virtual node works, and why not
+    text: az aks virtual-node status -g MyResourceGroup -n MyCluster -o table
+  - name: Remove the virtual node and its subnet
+    text: az aks virtual-node disable -g MyResourceGroup -n MyCluster --delete-subnet --yes
 """
 
 helps["aks virtual-node enable"] = """
