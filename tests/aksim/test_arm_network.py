@@ -191,6 +191,8 @@ def test_az_subnet_delete_blocked_by_service_association_link_until_docs_teardow
         network.add_service_association_link(sim.world, ACI_SUBNET)
     args = ["network", "vnet", "subnet"]
     where = ["-g", "net-rg", "--vnet-name", "vnet", "-n", "aci-subnet"]
+    shown = az(*args, "show", *where, "--query", "serviceAssociationLinks[].[name, linkedResourceType]", "-o", "json")
+    assert shown.json() == [["acisal", "Microsoft.ContainerInstance/containerGroups"]]
     res = az(*args, "delete", *where, check=False)
     assert "(InUseSubnetCannotBeDeleted) Subnet aci-subnet is in use by " \
            f"{ACI_SUBNET}/serviceAssociationLinks/acisal and cannot be deleted." in res.stderr
@@ -253,3 +255,11 @@ def test_arm_conventions_api_version_and_path_case(az: Any) -> None:
     assert '"code":"NotFound"' in res.stderr
     res = az("network", "vnet", "show", "-g", "no-such-rg", "-n", "vnet", check=False)
     assert "(ResourceGroupNotFound)" in res.stderr
+
+
+@pytest.mark.scenario({**SCENARIO, "caller": {"roles": [{"role": "Reader", "scope": "/subscriptions/{subscription}"}]}})
+def test_az_reader_cannot_write_subnets(az: Any) -> None:
+    res = subnet_create(az, "nope", "--address-prefixes", "10.248.0.0/24", check=False)
+    assert "(AuthorizationFailed)" in res.stderr
+    assert "'Microsoft.Network/virtualNetworks/subnets/write' over scope " \
+           f"'{VNET_ID}/subnets/nope'" in res.stderr
