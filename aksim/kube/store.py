@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import bisect
 import random
+import re
 import threading
 import time
 import uuid
@@ -180,13 +181,16 @@ _LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeri
               "start and end with an alphanumeric character")
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
 def _is_subdomain(name: str) -> bool:
-    return 0 < len(name) <= 253 and all(_is_label(part) for part in name.split("."))
+    return len(name) <= 253 and _DNS_SUBDOMAIN.fullmatch(name) is not None
 
 
 def _is_label(name: str) -> bool:
-    return (0 < len(name) <= 63 and name[0].isalnum() and name[-1].isalnum()
-            and all(c.isdigit() or ("a" <= c <= "z") or c == "-" for c in name))
+    return _DNS_LABEL.fullmatch(name) is not None
 
 
 def _cause(field_path: str, reason: str, message: str) -> dict[str, str]:
@@ -689,12 +693,17 @@ class KubeStore:
             return self.create("namespaces", {"metadata": {"name": name}})
 
     def bulk_load(self, resource: str, objects: Iterable[Obj]) -> int:
-        """Seed many objects fast: no events, history or subscriber calls; watches from older rvs get 410."""
+        """Seed many objects fast: no events, history or subscriber calls; watches from older rvs get 410.
+
+        Unlike ``create``, a uid (and creationTimestamp) given in the objects is kept, so seeds can link owners.
+        For speed the store takes the objects over instead of copying them (only the top level and ``metadata``
+        are copied): values may be shared between objects but must not be changed by the caller afterwards.
+        """
         with self.lock:
             table = self._table(resource)
             count = 0
             for obj in objects:
-                new = self._prepare_new(table, clone(obj))
+                new = self._prepare_new(table, {**obj, "metadata": dict(obj.get("metadata") or {})}, seeding=True)
                 meta = new["metadata"]
                 key = self._key(table.rtype, meta.get("namespace"), meta["name"])
                 if key in table.objects:
@@ -716,7 +725,8 @@ class KubeStore:
     def _key(rtype: ResourceType, namespace: str | None, name: str) -> Key:
         return ((namespace or "default") if rtype.namespaced else "", name)
 
-    def _prepare_new(self, table: _Table, obj: Obj) -> Obj:
+    def _prepare_new(self, table: _Table, obj: Obj, *, seeding: bool = False) -> Obj:
+        """Validate, default and stamp a new object; like a real server ``create`` assigns uid and creation time."""
         rtype = table.rtype
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
@@ -728,8 +738,8 @@ class KubeStore:
         causes = _validate(rtype, obj)
         if causes:
             raise _invalid(rtype, obj, causes)
-        meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = meta.get("creationTimestamp") or rfc3339(self.clock())
+        meta["uid"] = (seeding and meta.get("uid")) or str(uuid.uuid4())
+        meta["creationTimestamp"] = (seeding and meta.get("creationTimestamp")) or rfc3339(self.clock())
         for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"):
             meta.pop(transient, None)
         _DEFAULTERS.get(rtype.key, lambda _o: None)(obj)

