@@ -1,17 +1,18 @@
 """HTTP face of the simulated kube-apiserver: discovery, OpenAPI stubs, CRUD, subresources, lists and watches.
 
 Responses are always JSON (or text/plain for logs). Request bodies are JSON or YAML, plus protobuf for the kinds
-Helm's client-go sends that way (see :mod:`aksim.kube.protobuf`); other protobuf bodies get 415. What real
-clients need beyond plain REST:
+Helm and kubectl's typed ``create`` commands send that way (see :mod:`aksim.kube.protobuf`); other protobuf
+bodies get 415. What real clients need beyond plain REST:
 
 * Discovery is served in the legacy format with ``Content-Type: application/json``; kubectl 1.34 asks for
   aggregated discovery first and falls back to ``/api``, ``/api/v1``, ``/apis``, ``/apis/<g>/<v>``.
 * ``kubectl apply``/``create`` validate with ``--validate=strict`` by default: kubectl checks in the OpenAPI v3
   document of the group-version whether the PATCH operation of the kind takes the ``fieldValidation`` query
-  parameter; if so it leaves validation to the server (sends ``fieldValidation=Strict``) and never fetches the
-  protobuf-only OpenAPI v2. So ``/openapi/v3`` serves an index plus one small document per group-version with
-  just those PATCH operations. Their request bodies do not list strategic merge, so ``kubectl apply`` of a
-  changed object computes its patch from the types compiled into kubectl (as it does without OpenAPI).
+  parameter; if so it leaves validation to the server (sends ``fieldValidation=Strict``, accepted and not
+  enforced here) instead of validating against the protobuf-only OpenAPI v2. So ``/openapi/v3`` serves an index
+  plus one small document per group-version with just those PATCH operations. Their request bodies do not list
+  strategic merge, so ``kubectl apply`` of a changed object tries ``/openapi/v2`` (404 here) and then computes
+  its strategic merge patch from the types compiled into kubectl, without a warning.
 * ``kubectl get`` asks for ``as=Table``; see :mod:`aksim.kube.tables`.
 """
 from __future__ import annotations
