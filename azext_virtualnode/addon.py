@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from azure.cli.core.azclierror import (ResourceNotFoundError, ValidationError, AzureResponseError)
+from azure.cli.core.azclierror import AzureResponseError, InvalidArgumentValueError, ValidationError
 
 from azext_virtualnode._consts import ADDON_KEY, ADDON_SUBNET_KEY
 
@@ -23,6 +23,11 @@ def find_addon_key(profiles: dict[str, Any] | None) -> str | None:
         if key.lower() == ADDON_KEY.lower():
             return key
     return None
+
+
+def _text(value: Any) -> str | None:
+    """SDK enums are str subclasses whose str() is 'Enum.MEMBER' on Python 3.11; use the wire value."""
+    return None if value is None else str(getattr(value, "value", value))
 
 
 @dataclass
@@ -44,7 +49,7 @@ class ClusterView:
 
     @property
     def provisioning_state(self) -> str:
-        return self.model.provisioning_state or ""
+        return _text(self.model.provisioning_state) or ""
 
     @property
     def busy(self) -> bool:
@@ -53,12 +58,12 @@ class ClusterView:
     @property
     def network_plugin(self) -> str:
         net = self.model.network_profile
-        return (net.network_plugin if net else None) or "kubenet"
+        return _text(net.network_plugin if net else None) or "kubenet"
 
     @property
     def network_plugin_mode(self) -> str | None:
         net = self.model.network_profile
-        return net.network_plugin_mode if net else None
+        return _text(net.network_plugin_mode) if net else None
 
     @property
     def node_subnet_id(self) -> str | None:
@@ -125,10 +130,10 @@ def get_cluster(client: Any, resource_group: str, name: str) -> ClusterView:
     except SdkNotFound as exc:
         code = getattr(getattr(exc, "error", None), "code", "") or ""
         if code == "ResourceGroupNotFound":
-            raise ResourceNotFoundError(
+            raise InvalidArgumentValueError(
                 f"Resource group '{resource_group}' was not found in the current subscription. Check the name, "
                 "or select the right subscription with 'az account set -s <subscription>'.") from exc
-        raise ResourceNotFoundError(
+        raise InvalidArgumentValueError(
             f"Managed cluster '{name}' was not found in resource group '{resource_group}'. "
             f"List the clusters with 'az aks list -g {resource_group} -o table'.") from exc
 
@@ -153,7 +158,7 @@ def wait_until_idle(client: Any, resource_group: str, name: str, cluster: Cluste
 
 def require_azure_cni(cluster: ClusterView) -> None:
     """Virtual nodes need Azure CNI (node-subnet IPs) and a custom VNet the ACI subnet can live in."""
-    rg_hint = f"-g <resource-group> -n {cluster.name}"
+    rg_hint = f"-g {cluster.id.split('/')[4]} -n {cluster.name}"
     if cluster.network_plugin != "azure":
         raise ValidationError(
             f"Managed cluster '{cluster.name}' uses the '{cluster.network_plugin}' network plugin. Virtual nodes "

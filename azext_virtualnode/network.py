@@ -20,6 +20,10 @@ AZURE_RESERVED_ADDRESSES = 5    # network, gateway, 2 DNS, broadcast
 
 
 def parse_cidr(cidr: str) -> ipaddress.IPv4Network:
+    if "/" not in cidr:
+        raise InvalidArgumentValueError(
+            f"--subnet-cidr '{cidr}' is not a valid IPv4 CIDR block: the prefix length is missing. "
+            "Example: --subnet-cidr 10.241.0.0/16")
     try:
         net = ipaddress.ip_network(cidr, strict=True)
     except ValueError as exc:

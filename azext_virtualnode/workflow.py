@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from azure.cli.core.azclierror import (InvalidArgumentValueError, ResourceNotFoundError, ValidationError)
+from azure.cli.core.azclierror import InvalidArgumentValueError, ValidationError
 from knack.log import get_logger
 from knack.util import CLIError
 
@@ -89,7 +89,7 @@ def connector_identity(ctx: Ctx, cluster: ClusterView) -> dict[str, str] | None:
     sps = list(cf.cf_graph(ctx.cli_ctx).service_principal_list(
         filter=f"servicePrincipalNames/any(c:c eq '{app_id}')"))
     if not sps:
-        raise ResourceNotFoundError(
+        raise ValidationError(
             f"The cluster's service principal {app_id} was not found in Microsoft Entra ID. Reset the cluster's "
             f"credentials with 'az aks update-credentials {ctx.ids} --reset-service-principal ...'.")
     return {"kind": "servicePrincipal", "clientId": app_id, "objectId": sps[0]["id"], "resourceId": None}
@@ -167,7 +167,7 @@ def plan_subnet(ctx: Ctx, cluster: ClusterView, name: str, cidr_text: str | None
     cidr = parse_cidr(cidr_text) if cidr_text else None
     vnet = ctx.subnets.get(cluster.vnet_id)
     if vnet is None:
-        raise ResourceNotFoundError(f"The virtual network '{cluster.vnet_id}' of the cluster's node pool was not "
+        raise ValidationError(f"The virtual network '{cluster.vnet_id}' of the cluster's node pool was not "
                                     "found. Check the cluster's network configuration with 'az aks show "
                                     f"{ctx.ids} --query agentPoolProfiles[0].vnetSubnetId'.")
     subnet_id = f"{cluster.vnet_id}/subnets/{name}"
