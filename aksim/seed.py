@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterator
@@ -211,13 +210,10 @@ def seed_kube(cluster: "Cluster", spec: dict[str, Any], node_subnet_id: str, wor
     cap = spec.get("node_capacity") or {}
     count = int(spec.get("nodes", 3))
     prefix = f"aks-nodepool1-{_short_hash(cluster.name)}-vmss"
-    subnet = world.arm.get(node_subnet_id) or {}
-    net = ipaddress.ip_network(subnet.get("properties", {}).get("addressPrefix", "10.224.0.0/16"))
-    hosts = net.hosts()
-    for _ in range(3):
-        next(hosts)
     names = [f"{prefix}{i:06x}" for i in range(count)]
-    node_ips = [str(next(hosts)) for _ in names]
+    node_ips = [network.allocate_ip(world, node_subnet_id) for _ in names]
+    if None in node_ips:
+        raise ValueError(f"scenario: subnet {node_subnet_id} is too small for {count} nodes")
     store.bulk_load("nodes", (_node(n, ip, version, cap, cluster.location, i)
                               for i, (n, ip) in enumerate(zip(names, node_ips))))
     now_micro = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -110,8 +110,8 @@ def register(sim: "Simulator") -> None:
         require_api_version(req)
         with sim.lock:
             _check_sub(world(), req.params["sub"])
-            return ok_list(world().arm.children(f"/subscriptions/{req.params['sub']}/resourceGroups",
-                                                "Microsoft.Resources/resourceGroups"))
+            return ok_list(list(world().arm.of_type("Microsoft.Resources/resourceGroups",
+                                                    f"/subscriptions/{req.params['sub']}/")))
 
     def list_providers(req: Request) -> Response:
         with sim.lock:
