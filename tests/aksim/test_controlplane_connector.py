@@ -227,3 +227,36 @@ def test_sp_cluster_connector_authenticates_as_the_service_principal(simulator: 
     deploy = h.get("deployments.apps", "kube-system", "aci-connector-linux")
     env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AZURE_CLIENT_ID"] == app and "VIRTUALNODE_USER_IDENTITY_CLIENTID" not in env
+
+
+def test_moving_the_addon_to_another_subnet_tears_down_the_old_placement(simulator: Simulator) -> None:
+    raw = scenario(subnets=[{"name": "vn", "prefix": "10.241.0.0/24"}, {"name": "vn2", "prefix": "10.242.0.0/24"}])
+    h = Harness(simulator, raw)
+    h.virtual_node()
+    h.deployment("web", 1, DOCS_POD_SPEC)
+    assert h.running("web", 1)[0]["status"]["podIP"].startswith("10.241.")
+    h.set_addon("vn2")
+    assert not h.locked(lambda: h.world.arm.get(SUBNET_ID))["properties"].get("serviceAssociationLinks")
+    h.until(lambda: (pods := h.store.list("pods", "default", "app=web")) and pods[0]["status"].get("phase") ==
+            "Running" and pods[0]["status"]["podIP"].startswith("10.242."), what="pod recreated in the new subnet")
+    env = {e["name"]: e.get("value") for e in h.get("deployments.apps", "kube-system", "aci-connector-linux")[
+        "spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ACI_SUBNET_NAME"] == "vn2"
+
+
+def test_connector_without_vnet_places_groups_with_public_addresses(simulator: Simulator) -> None:
+    h = Harness(simulator, scenario(addon=None, roles=[
+        {"principal": "kubelet", "role": "Contributor", "scope": NODE_RG_ID}]))
+    container = {"name": "vk", "image": "mcr.microsoft.com/oss/virtual-kubelet/virtual-kubelet:1.6.4",
+                 "env": [{"name": "AKS_CREDENTIAL_LOCATION", "value": "/etc/aks/azure.json"}],
+                 "args": ["--nodename", "vk-public"]}
+    h.locked(lambda: h.store.create("pods", {"metadata": {"name": "vk", "namespace": "default"},
+                                             "spec": {"containers": [container]}}))
+    h.until(lambda: h.store.get("nodes", None, "vk-public"), what="node without VNet")
+    h.locked(lambda: h.store.create("pods", {"metadata": {"name": "web", "namespace": "default"}, "spec": {
+        "nodeName": "vk-public", "containers": [{"name": "web", "image": "nginx"}]}}))
+    pod = h.until(lambda: (p := h.store.get("pods", "default", "web"))["status"].get("phase") == "Running" and p)
+    (group,) = h.locked(lambda: containerinstance.groups_in(h.world, NODE_RG_ID))
+    assert group["properties"]["ipAddress"] == {**group["properties"]["ipAddress"], "type": "Public",
+                                                "ip": pod["status"]["podIP"]}
+    assert "subnetIds" not in group["properties"]
