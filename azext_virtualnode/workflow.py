@@ -168,8 +168,8 @@ def plan_subnet(ctx: Ctx, cluster: ClusterView, name: str, cidr_text: str | None
     vnet = ctx.subnets.get(cluster.vnet_id)
     if vnet is None:
         raise ValidationError(f"The virtual network '{cluster.vnet_id}' of the cluster's node pool was not "
-                                    "found. Check the cluster's network configuration with 'az aks show "
-                                    f"{ctx.ids} --query agentPoolProfiles[0].vnetSubnetId'.")
+                              "found. Check the cluster's network configuration with 'az aks show "
+                              f"{ctx.ids} --query agentPoolProfiles[0].vnetSubnetId'.")
     subnet_id = f"{cluster.vnet_id}/subnets/{name}"
     existing = next((s for s in (vnet.get("properties") or {}).get("subnets") or []
                      if s["name"].lower() == name.lower()), None)
