@@ -22,6 +22,9 @@ def test_status_request_count_does_not_grow_with_the_cluster(vn, sim):
     large = status_requests(vn, sim)
     assert large == small
     entries = sim.requests("kube")
-    pod_lists = [e for e in entries if e["template"].endswith("/pods") and e["method"] == "GET"]
-    assert pod_lists and all("fieldSelector" in e["query"] or "labelSelector" in e["query"] for e in pod_lists)
-    assert not any(e["template"] == "/api/v1/nodes" and "fieldSelector" not in e["query"] for e in entries)
+    pod_lists = [e for e in entries if e["path"].endswith("/pods") and e["method"] == "GET"]
+    assert len(pod_lists) == 2, pod_lists          # connector pods by label, virtual-node pods by field
+    assert all("fieldSelector=spec.nodeName" in e["query"] or "labelSelector=app" in e["query"] for e in pod_lists)
+    assert not any(e["path"] == "/api/v1/nodes" for e in entries), "never list every node"
+    assert {e["path"] for e in entries if e["path"].startswith("/api/v1/nodes/")} == {
+        "/api/v1/nodes/virtual-node-aci-linux"}
