@@ -40,6 +40,7 @@ lint: venv wheel
 	scripts/lint.sh
 
 bench: venv tools wheel
+	$(BIN)/python bench/simulator.py
 	EXTENSION_WHEEL=$(abspath $(WHEEL)) $(BIN)/python bench/status_requests.py
 
 clean:
