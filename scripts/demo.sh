@@ -40,7 +40,7 @@ chmod 600 "$demo/kubeconfig"
 echo "Container groups in the node resource group:"
 az container list -g MC_demo-rg_aks-demo_westeurope --query "[].{name:name, ip:ipAddress.ip, state:provisioningState}" -o table
 
-say "az aks virtual-node disable -g demo-rg -n aks-demo --force --delete-subnet --yes"
+say "az aks virtual-node disable -g demo-rg -n aks-demo --delete-subnet --yes"
 "$kubectl" --kubeconfig "$demo/kubeconfig" delete deploy burst-demo --wait=true
 az aks virtual-node disable -g demo-rg -n aks-demo --delete-subnet --yes --timeout 120 -o json
 rm -f "$demo/kubeconfig"
