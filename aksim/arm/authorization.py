@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
-from aksim.arm.common import not_found, ok_list, require_api_version, rg_not_found, utcnow
+from aksim.arm.common import ProviderApi, not_found, ok_list, require_api_version, rg_not_found, utcnow
 from aksim.httpcore import HttpError, Request, Response
 
 if TYPE_CHECKING:
@@ -232,14 +232,7 @@ def _principal_check(world: "World", principal_id: str) -> None:
 
 
 # -- HTTP ---------------------------------------------------------------------------------------------
-class _Api:
-    def __init__(self, sim: "Simulator") -> None:
-        self.sim = sim
-
-    @property
-    def world(self) -> "World":
-        return self.sim.world
-
+class _Api(ProviderApi):
     def put_assignment(self, req: Request) -> Response:
         require_api_version(req)
         props = (req.json() or {}).get("properties") or {}

@@ -18,6 +18,7 @@ from aksim.httpcore import HttpError, Request, Response, retry_after_headers
 
 if TYPE_CHECKING:
     from aksim.sim import Simulator
+    from aksim.world import World
 
 
 def utcnow() -> str:
@@ -165,6 +166,18 @@ class Operations:
         if op is None:
             raise HttpError(404, "NotFound", f"Operation {op_id} was not found.")
         return op
+
+
+class ProviderApi:
+    """Base of a resource provider's request handlers: they look up ``sim.world`` at request time, since a
+    scenario reload replaces the world."""
+
+    def __init__(self, sim: "Simulator") -> None:
+        self.sim = sim
+
+    @property
+    def world(self) -> "World":
+        return self.sim.world
 
 
 def api_version(req: Request) -> str | None:

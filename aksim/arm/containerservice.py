@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from aksim.arm import identity
-from aksim.arm.common import (ok_list, parent_id, require_api_version, split_rg, utcnow)
+from aksim.arm.common import ProviderApi, ok_list, parent_id, require_api_version, split_rg, utcnow
 from aksim.arm.resources import require_resource_group
 from aksim.httpcore import HttpError, Request, Response
 
@@ -71,21 +71,14 @@ def kubeconfig(cluster: "Cluster", ca_b64: str, admin: bool) -> str:
     token = cluster.admin_token if admin else cluster.user_token
     context = f"{cluster.name}-admin" if admin else cluster.name
     doc = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": context,
-           "clusters": [{"name": cluster.name, "cluster": {"certificate-authority-data": ca_b64,
-                                                             "server": cluster.kube_url}}],
+           "clusters": [{"name": cluster.name,
+                         "cluster": {"certificate-authority-data": ca_b64, "server": cluster.kube_url}}],
            "contexts": [{"name": context, "context": {"cluster": cluster.name, "user": user}}],
            "users": [{"name": user, "user": {"token": token}}]}
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-class ManagedClusters:
-    def __init__(self, sim: "Simulator") -> None:
-        self.sim = sim
-
-    @property
-    def world(self) -> "World":
-        return self.sim.world
-
+class ManagedClusters(ProviderApi):
     def _id(self, req: Request) -> str:
         p = req.params
         return f"/subscriptions/{p['sub']}/resourcegroups/{p['rg']}/providers/Microsoft.ContainerService/" \

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aksim.arm.common import ok_list, require_api_version
 from aksim.arm.resources import require_resource_group
-from aksim.httpcore import HttpError, Request, Response
+from aksim.httpcore import Request, Response
 
 if TYPE_CHECKING:
     from aksim.sim import Simulator
@@ -88,9 +88,3 @@ def register(sim: "Simulator") -> None:
     base = "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
     sim.arm_router.add("GET", base, list_uami)
     sim.arm_router.add("GET", base + "/{name}", get_uami)
-
-
-
-
-
-

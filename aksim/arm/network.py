@@ -16,7 +16,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 
 from aksim.arm import authorization
-from aksim.arm.common import name_of, not_found, ok_list, require_api_version
+from aksim.arm.common import ProviderApi, name_of, not_found, ok_list, require_api_version
 from aksim.arm.resources import require_resource_group
 from aksim.httpcore import HttpError, Request, Response
 
@@ -395,15 +395,8 @@ def seed_vnet(world: "World", resource_group_id: str, location: str, spec: dict[
 
 
 # -- HTTP ---------------------------------------------------------------------------------------------
-class _Api:
-    """Request handlers; each looks up ``sim.world`` and holds ``sim.lock`` while touching state."""
-
-    def __init__(self, sim: "Simulator") -> None:
-        self.sim = sim
-
-    @property
-    def world(self) -> "World":
-        return self.sim.world
+class _Api(ProviderApi):
+    """Request handlers; each holds ``sim.lock`` while touching state."""
 
     def _rg(self, req: Request) -> dict[str, Any]:
         return require_resource_group(self.world, req.params["sub"], req.params["rg"])
