@@ -13,7 +13,6 @@ CLASSIFIERS = [
     "Programming Language :: Python :: 3.10",
     "Programming Language :: Python :: 3.11",
     "Programming Language :: Python :: 3.12",
-    "License :: OSI Approved :: MIT License",
 ]
 
 # azure-cli-core, knack, the Azure SDKs and PyYAML come with the CLI itself and are not listed.
