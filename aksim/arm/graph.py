@@ -44,6 +44,14 @@ def register(sim: "Simulator") -> None:
                                 "property objects are not present.")
             return Response(200, {"@odata.type": "#microsoft.graph.servicePrincipal", **_sp_body(p)})
 
+    def get_by_ids(req: Request) -> Response:
+        ids = {i.lower() for i in (req.json() or {}).get("ids", [])}
+        with sim.lock:
+            found = [{"@odata.type": "#microsoft.graph.servicePrincipal", **_sp_body(p)}
+                     for p in sim.world.principals.values() if p.object_id.lower() in ids]
+        return Response(200, {"value": found})
+
+    sim.arm_router.add("POST", "/v1.0/directoryObjects/getByIds", get_by_ids)
     sim.arm_router.add("GET", "/v1.0/servicePrincipals", list_sps)
     sim.arm_router.add("GET", "/v1.0/servicePrincipals/{oid}", get_object)
     sim.arm_router.add("GET", "/v1.0/directoryObjects/{oid}", get_object)

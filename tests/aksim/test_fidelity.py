@@ -186,3 +186,14 @@ def test_fault_429_on_cluster_put_is_retried_by_the_sdk(az, sim):
     puts = [e for e in sim.requests() if e["method"] == "PUT" and e["path"].lower().endswith("/aks-demo")]
     assert [e["status"] for e in puts] == [429, 200]
     assert az("aks", "show", "-g", RG, "-n", NAME, "--query", "addonProfiles.aciConnectorLinux.enabled").json()
+
+
+def test_role_assignment_table_resolves_principal_names_through_graph(az, sim):
+    az("network", "vnet", "subnet", "create", "-g", RG, "--vnet-name", "demo-vnet", "-n", "vn",
+       "--address-prefixes", "10.241.0.0/16")
+    az("aks", "enable-addons", "-g", RG, "-n", NAME, "--addons", "virtual-node", "--subnet-name", "vn")
+    client_id = az("aks", "show", "-g", RG, "-n", NAME, "--query",
+                   "addonProfiles.aciConnectorLinux.identity.clientId", "-o", "tsv").stdout.strip()
+    table = az("role", "assignment", "list", "--all", "-o", "table").stdout   # crashed without getByIds
+    row = next(line for line in table.splitlines() if line.startswith(client_id))
+    assert "Contributor" in row and row.rstrip().endswith("/virtualNetworks/demo-vnet")
