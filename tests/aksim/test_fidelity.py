@@ -195,5 +195,6 @@ def test_role_assignment_table_resolves_principal_names_through_graph(az, sim):
     client_id = az("aks", "show", "-g", RG, "-n", NAME, "--query",
                    "addonProfiles.aciConnectorLinux.identity.clientId", "-o", "tsv").stdout.strip()
     table = az("role", "assignment", "list", "--all", "-o", "table").stdout   # crashed without getByIds
-    row = next(line for line in table.splitlines() if line.startswith(client_id))
-    assert "Contributor" in row and row.rstrip().endswith("/virtualNetworks/demo-vnet")
+    rows = [line.split() for line in table.splitlines() if line.startswith(client_id)]
+    scopes = {row[-1].rsplit("/", 2)[-2:][-1] for row in rows if row[1] == "Contributor"}
+    assert scopes == {"demo-vnet", NODE_RG}       # the CLI's VNet grant and the RP's node-RG grant
