@@ -1,8 +1,10 @@
 """Role assignments for the connector identity, and the caller's own rights (checked before any write).
 
 The connector gets *Network Contributor on the virtual-node subnet only* (not Contributor on the VNet as
-``az aks enable-addons`` does). Assignments this extension makes carry ``ROLE_MARKER`` in their description,
-so ``disable`` removes exactly those and nothing an administrator granted.
+``az aks enable-addons`` does) and, for a chart-installed connector, *Azure Container Instances Contributor
+Role on the node resource group* (where its container groups live; the add-on gets that from AKS).
+Assignments this extension makes carry ``ROLE_MARKER`` in their description, so ``disable`` removes exactly
+those and nothing an administrator granted.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from typing import Any, Callable, Iterable
 
 from azure.cli.core.azclierror import UnauthorizedError
 
-from azext_virtualnode._consts import NETWORK_CONTRIBUTOR, NETWORK_CONTRIBUTOR_ID, ROLE_MARKER
+from azext_virtualnode._consts import (ACI_CONTRIBUTOR, ACI_CONTRIBUTOR_ID, NETWORK_CONTRIBUTOR, NETWORK_CONTRIBUTOR_ID,
+                                       ROLE_MARKER)
 
 # Built-in roles whose permissions include subnet write (and so subnet join), by role-definition GUID.
 SUBNET_WRITERS = {
@@ -24,7 +27,14 @@ SUBNET_WRITERS = {
     "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
     NETWORK_CONTRIBUTOR_ID: NETWORK_CONTRIBUTOR,
 }
+# Built-in roles whose permissions include container-group write, by role-definition GUID.
+GROUP_WRITERS = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    ACI_CONTRIBUTOR_ID: ACI_CONTRIBUTOR,
+}
 SUBNET_WRITE = "Microsoft.Network/virtualNetworks/subnets/write"
+GROUP_WRITE = "Microsoft.ContainerInstance/containerGroups/write"
 ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
 CLUSTER_WRITE = "Microsoft.ContainerService/managedClusters/write"
 
@@ -125,13 +135,14 @@ class RoleClient:
         return None
 
     # pylint: disable-next=too-many-positional-arguments
-    def grant_network_contributor(self, principal_id: str, scope: str, cluster_id: str, principal_type: str,
-                                  deadline: float, on_wait: Callable[[str], None] | None = None,
-                                  sleep: Callable[[float], None] = time.sleep) -> Any | None:
-        """Grant Network Contributor at ``scope``; 409 RoleAssignmentExists is success; retry PrincipalNotFound."""
+    def grant_role(self, principal_id: str, role_guid_: str, scope: str, cluster_id: str, principal_type: str,
+                   deadline: float, on_wait: Callable[[str], None] | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> Any | None:
+        """Grant the built-in role ``role_guid_`` at ``scope``, marked as ours; 409 RoleAssignmentExists is
+        success; PrincipalNotFound (a new identity still replicating) is retried until ``deadline``."""
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
         sub = scope.split("/")[2]
-        role_id = f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{NETWORK_CONTRIBUTOR_ID}"
+        role_id = f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_guid_}"
         params = {"properties": {"roleDefinitionId": role_id, "principalId": principal_id,
                                  "principalType": principal_type,
                                  "description": f"{ROLE_MARKER} for the ACI connector of {cluster_id}"}}
@@ -154,11 +165,25 @@ class RoleClient:
                 sleep(delay)
                 delay = min(delay * 2, 30.0)
 
+    # pylint: disable-next=too-many-positional-arguments
+    def grant_network_contributor(self, principal_id: str, scope: str, cluster_id: str, principal_type: str,
+                                  deadline: float, on_wait: Callable[[str], None] | None = None,
+                                  sleep: Callable[[float], None] = time.sleep) -> Any | None:
+        return self.grant_role(principal_id, NETWORK_CONTRIBUTOR_ID, scope, cluster_id, principal_type, deadline,
+                               on_wait, sleep)
+
+    def marked_at(self, scope: str) -> list[Any]:
+        """The assignments at exactly ``scope`` that this extension created."""
+        return [ra for ra in self.assignments_at(scope)
+                if ra.scope.lower() == scope.lower() and (ra.description or "").startswith(ROLE_MARKER)]
+
     def delete_marked(self, scope: str) -> list[str]:
         """Delete the assignments at exactly ``scope`` that this extension created; returns their IDs."""
         removed = []
-        for ra in self.assignments_at(scope):
-            if ra.scope.lower() == scope.lower() and (ra.description or "").startswith(ROLE_MARKER):
-                self._client.role_assignments.delete_by_id(ra.id)
-                removed.append(ra.id)
+        for ra in self.marked_at(scope):
+            self.delete(ra.id)
+            removed.append(ra.id)
         return removed
+
+    def delete(self, assignment_id: str) -> None:
+        self._client.role_assignments.delete_by_id(assignment_id)
