@@ -177,6 +177,19 @@ class Kube:
         pods = self._call(self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node_name}")
         return list(pods.items) if pods else []
 
+    def namespace(self, name: str) -> Any | None:
+        return self._call(self.core.read_namespace, name)
+
+    def delete_node(self, name: str) -> bool:
+        """Delete the node object; False when it was already gone."""
+        return self._call(self.core.delete_node, name) is not None
+
+    def helm_release_secrets(self, selector: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+        """(namespace, labels, data) of the Secrets matching ``selector`` in all namespaces (Helm's records)."""
+        secrets = self._call(self.core.list_secret_for_all_namespaces, label_selector=selector)
+        return [(s.metadata.namespace, dict(s.metadata.labels or {}), dict(s.data or {}))
+                for s in (secrets.items if secrets else [])]
+
     def pod_events(self, namespace: str, pod_name: str, limit: int = 5) -> list[Any]:
         events = self._call(self.core.list_namespaced_event, namespace,
                             field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod_name}")
