@@ -167,3 +167,13 @@ def test_diagnosis_lease_taint_and_unreachable(vn, sim):
     assert st["identity"]["objectId"]
     table = vn("aks", "virtual-node", "status", *IDS, "-o", "table").stdout
     assert "ClusterUnreachable" in table and "aks-demo" in table
+
+
+def test_role_grant_retries_while_the_new_identity_replicates(vn, sim):
+    sim.admin("POST", "/_admin/timings", {"role_replication": 3})
+    res = vn("aks", "virtual-node", "enable", *IDS, "--timeout", "120")
+    assert res.json()["healthy"] is True
+    assert "replicate" in res.stderr
+    role_puts = [e["status"] for e in sim.requests()
+                 if e["method"] == "PUT" and "/roleAssignments/" in e["path"]]
+    assert role_puts[0] == 400 and role_puts[-1] == 201, role_puts
