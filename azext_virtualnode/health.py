@@ -100,6 +100,10 @@ def evaluate(f: Facts) -> list[Problem]:
     if not f.enabled:
         problems.append(Problem("NotEnabled", f"Virtual nodes are not enabled on cluster '{c.name}'.",
                                 f"Enable them with 'az aks virtual-node enable {ids}'."))
+        if f.kube_error is not None:
+            problems.append(Problem("ClusterUnreachable", f"The Kubernetes API server could not be read, so a "
+                                    f"chart-installed connector could not be ruled out: {f.kube_error}.",
+                                    "Run from a network that reaches the API server to check for one.", WARNING))
         return problems
     problems += _arm_problems(f, ids)
     problems += _kube_problems(f, ids)
@@ -115,8 +119,8 @@ def _arm_problems(f: Facts, ids: str) -> list[Problem]:
     s = f.subnet
     if f.subnet_name and s is None:
         out.append(Problem("SubnetMissing", f"Subnet '{f.subnet_name}' does not exist in the cluster's virtual "
-                           "network.", f"Re-run 'az aks virtual-node enable {ids} --subnet-name {f.subnet_name}' "
-                           "to create it."))
+                           "network.", f"Re-run 'az aks virtual-node enable {ids}{_mode(f)} --subnet-name "
+                           f"{f.subnet_name}' to create it."))
     elif s is not None:
         if s.route_table:
             out.append(Problem("SubnetRouteTable", f"Subnet '{s.name}' references route table '{s.route_table}', "
@@ -129,7 +133,7 @@ def _arm_problems(f: Facts, ids: str) -> list[Problem]:
         elif not s.delegated_to_aci:
             out.append(Problem("SubnetNotDelegated", f"Subnet '{s.name}' is not delegated to "
                                "Microsoft.ContainerInstance/containerGroups.",
-                               f"Re-run 'az aks virtual-node enable {ids}' to delegate it."))
+                               f"Re-run 'az aks virtual-node enable {ids}{_mode(f)}' to delegate it."))
         if s.ip_configurations:
             out.append(Problem("SubnetInUse", f"Subnet '{s.name}' is used by {s.ip_configurations} other "
                                "resource(s); ACI needs a dedicated subnet.", "Move the virtual node to another "
@@ -139,7 +143,11 @@ def _arm_problems(f: Facts, ids: str) -> list[Problem]:
             out.append(Problem("SubnetFull", f"Subnet '{s.name}' has no free addresses ({f.container_groups} "
                                f"container groups in {capacity} usable).", "Delete unused pods, or move the "
                                "virtual node to a larger subnet.", WARNING))
-    if f.identity is None:
+    if f.identity is None and f.mode == "chart":
+        out.append(Problem("IdentityMissing", "The identity the chart's connector is configured with was not found "
+                           "in Microsoft Entra ID.", f"Re-run 'az aks virtual-node enable {ids} --mode chart' with "
+                           "--identity set to an existing user-assigned identity, or without it (kubelet identity)."))
+    elif f.identity is None:
         out.append(Problem("IdentityMissing", "The cluster reports no identity for the ACI connector.",
                            f"Wait for the add-on operation to finish ('az aks virtual-node wait {ids} --ready')."))
     elif f.role is not None and not f.role.get("present"):
@@ -147,7 +155,7 @@ def _arm_problems(f: Facts, ids: str) -> list[Problem]:
                            f"use subnet '{f.subnet_name}'.", f"Grant it: 'az role assignment create "
                            f"--assignee-object-id {f.identity['objectId']} --assignee-principal-type "
                            f"ServicePrincipal --role \"{NETWORK_CONTRIBUTOR}\" --scope {f.subnet_id}', or re-run "
-                           f"'az aks virtual-node enable {ids}'."))
+                           f"'az aks virtual-node enable {ids}{_mode(f)}'."))
     return out
 
 
@@ -157,11 +165,13 @@ def _kube_problems(f: Facts, ids: str) -> list[Problem]:
                         "For a private cluster or authorized IP ranges, run from a network that reaches the API "
                         "server; the Azure part of this status is still accurate.")]
     out: list[Problem] = []
-    deploy = "deploy/aci-connector-linux" if f.mode == "addon" else "<connector pod>"
+    deploy = "deploy/aci-connector-linux" if f.mode == "addon" else \
+        f"deploy/{f.chart['deployment']}" if f.chart else "<connector pod>"
     logs = f"kubectl logs -n {f.connector_namespace} {deploy}"
     if not f.connector_pods:
+        who = "the add-on" if f.mode == "addon" else "Helm"
         out.append(Problem("ConnectorMissing", f"No ACI connector pod runs in namespace '{f.connector_namespace}'.",
-                           f"Wait for the add-on to deploy it ('az aks virtual-node wait {ids} --ready'), or "
+                           f"Wait for {who} to deploy it ('az aks virtual-node wait {ids} --ready'), or "
                            "re-run enable."))
     for pod in f.connector_pods:
         if pod.reason == "CrashLoopBackOff" or (pod.restarts and not pod.ready):
@@ -211,8 +221,9 @@ def _crash_hint(detail: str, f: Facts, ids: str, logs: str) -> str:
     if "AuthorizationFailed" in detail and f.identity:
         action, scope = denied.groups() if denied else ("Microsoft.Network/", f.subnet_id or "")
         if action.startswith("Microsoft.Network/"):
-            return (f"The connector identity lacks rights on the subnet: re-run 'az aks virtual-node enable {ids}' "
-                    f"to grant {NETWORK_CONTRIBUTOR} on it, then wait for the next restart. Logs: {logs}")
+            return (f"The connector identity lacks rights on the subnet: re-run 'az aks virtual-node enable "
+                    f"{ids}{_mode(f)}' to grant {NETWORK_CONTRIBUTOR} on it, then wait for the next restart. "
+                    f"Logs: {logs}")
         role = "Azure Container Instances Contributor Role" if "ContainerInstance" in action else "Contributor"
         return (f"The connector identity lacks '{action}' on {scope}. Grant it: 'az role assignment create "
                 f"--assignee-object-id {f.identity['objectId']} --assignee-principal-type ServicePrincipal "
@@ -220,6 +231,11 @@ def _crash_hint(detail: str, f: Facts, ids: str, logs: str) -> str:
     if "route table" in detail:
         return "Remove the route table from the virtual-node subnet, or move to another subnet."
     return f"Read the connector log: '{logs}'."
+
+
+def _mode(f: Facts) -> str:
+    """The flag that makes a suggested 'enable' keep the installed connector's mode."""
+    return " --mode chart" if f.mode == "chart" else ""
 
 
 def _last_line(text: str) -> str:
