@@ -6,7 +6,8 @@ short-summary: Burst pods onto Azure Container Instances through an AKS virtual 
 long-summary: >-
     'enable' prepares the delegated subnet, turns on the managed ACI connector add-on, grants the connector
     identity Network Contributor on that subnet only, and verifies on the cluster that node
-    virtual-node-aci-linux registered, is Ready, tainted and heart-beating. 'status' reports whether it
+    virtual-node-aci-linux registered, is Ready, tainted and heart-beating. With '--mode chart' it installs
+    the self-managed virtual-kubelet-azure-aci Helm chart instead (Helm 3 needed). 'status' reports whether it
     really works and why not; 'disable' removes it all again.
 examples:
   - name: Enable a virtual node on a cluster (Azure CNI) and verify that it works
@@ -24,7 +25,11 @@ long-summary: >-
     Everything is checked before the first change: the cluster uses Azure CNI with its own virtual network,
     the subnet can be used (created and delegated if missing), ACI is offered in the region, and you hold the
     rights needed. Re-running converges; an interrupted run can be re-run to finish. The output is the same
-    object 'az aks virtual-node status' returns.
+    object 'az aks virtual-node status' returns. With '--mode chart' the connector is the
+    virtual-kubelet-azure-aci chart, installed with 'helm upgrade --install' (Helm 3 from HELM_CLIENT_PATH, else
+    PATH) and values computed from the cluster; it runs as the kubelet identity (or --identity), which is granted
+    Network Contributor on the subnet and Azure Container Instances Contributor Role on the node resource group.
+    The add-on and the chart exclude each other.
 examples:
   - name: Enable with a new subnet picked from the cluster's virtual network
     text: az aks virtual-node enable -g MyResourceGroup -n MyCluster
@@ -34,6 +39,12 @@ examples:
     text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --no-wait
   - name: Enable where an administrator grants the connector's role
     text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --skip-role-assignment
+  - name: Install the self-managed connector chart (virtual-kubelet-azure-aci) with Helm 3 instead of the add-on
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode chart
+  - name: Install a local copy of the chart with your own release name, namespace and node name
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode chart --chart ./virtual-kubelet-azure-aci-1.6.4.tgz --release vk --namespace vk-azure-aci --node-name virtual-node-aci-linux-helm
+  - name: Run the chart's connector as a user-assigned identity assigned to the node pool
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode chart --identity /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/MyResourceGroup/providers/Microsoft.ManagedIdentity/userAssignedIdentities/MyIdentity
 """
 
 helps["aks virtual-node disable"] = """
@@ -41,9 +52,10 @@ type: command
 short-summary: Turn the virtual node off and remove what 'enable' created.
 long-summary: >-
     Refuses while pods other than DaemonSet pods run on the virtual node (use --force to delete them with it).
-    Turns off the add-on, waits for the node to go, removes the role assignments this extension created and,
-    with --delete-subnet, deletes the subnet once Azure Container Instances releases it. Disabling a cluster
-    without a virtual node succeeds and says so.
+    Turns off the add-on, or uninstalls the chart's Helm release and deletes the node it leaves behind, waits
+    for the node to go, removes the role assignments this extension created and, with --delete-subnet, deletes
+    the subnet once Azure Container Instances releases it. Disabling a cluster without a virtual node succeeds
+    and says so.
 examples:
   - name: Disable after a confirmation prompt
     text: az aks virtual-node disable -g MyResourceGroup -n MyCluster
@@ -57,9 +69,10 @@ helps["aks virtual-node status"] = """
 type: command
 short-summary: Show whether the virtual node really works, and if not why and what to do.
 long-summary: >-
-    Prints one stable JSON object (schema in the extension's README): mode, subnet, identity, role
-    assignment, connector pods, node, workload, container groups, 'healthy' and 'problems' with stable codes.
-    Exits 0 whenever the status could be read; scripts use --query healthy.
+    Prints one stable JSON object (schema in the extension's README): mode ('addon', 'chart' or 'none'), the
+    chart release when mode is 'chart', subnet, identity, role assignment, connector pods, node, workload,
+    container groups, 'healthy' and 'problems' with stable codes. Exits 0 whenever the status could be read;
+    scripts use --query healthy.
 examples:
   - name: Show the status as a table
     text: az aks virtual-node status -g MyResourceGroup -n MyCluster -o table

@@ -1,9 +1,10 @@
-from azext_virtualnode._consts import DEFAULT_SUBNET_NAME, DEFAULT_TIMEOUT
+from azext_virtualnode._consts import (CHART_NAME, CHART_NAMESPACE, CHART_NODE_NAME, CHART_RELEASE, CHART_VERSION,
+                                       DEFAULT_SUBNET_NAME, DEFAULT_TIMEOUT)
 from azext_virtualnode._validators import validate_enable, validate_positive, validate_subnet_name, validate_wait
 
 
 def load_arguments(self, _):
-    from azure.cli.core.commands.parameters import get_three_state_flag
+    from azure.cli.core.commands.parameters import get_enum_type, get_three_state_flag
 
     with self.argument_context("aks virtual-node") as c:
         c.argument("name", options_list=["--name", "-n"], help="Name of the managed cluster.")
@@ -20,6 +21,25 @@ def load_arguments(self, _):
                    "where an administrator grants roles).")
         c.argument("timeout", type=int, default=DEFAULT_TIMEOUT,
                    help="Seconds to wait for the add-on and for the node to register.")
+        c.argument("mode", arg_type=get_enum_type(["addon", "chart"]), default="addon",
+                   help="How the ACI connector runs: 'addon', the managed AKS add-on; 'chart', the self-managed "
+                   f"{CHART_NAME} Helm chart installed with your Helm 3 (HELM_CLIENT_PATH, else helm on PATH).")
+        c.argument("chart", arg_group="Chart mode",
+                   help=f"Chart to install: a local chart directory or .tgz package, or a URL. Default: the official "
+                   f"{CHART_NAME} package of --chart-version from the virtual-kubelet/azure-aci repository.")
+        c.argument("chart_version", arg_group="Chart mode",
+                   help=f"Chart version: picks the official package (default {CHART_VERSION}), or must match a local "
+                   "--chart.")
+        c.argument("release", arg_group="Chart mode", help=f"Helm release name (default '{CHART_RELEASE}').")
+        c.argument("connector_namespace", options_list=["--namespace"], arg_group="Chart mode",
+                   help=f"Namespace the chart creates for the connector (default '{CHART_NAMESPACE}'); it must not "
+                   "exist yet.")
+        c.argument("node_name", arg_group="Chart mode",
+                   help=f"Name of the virtual node the connector registers (default '{CHART_NODE_NAME}').")
+        c.argument("identity", arg_group="Chart mode",
+                   help="Resource ID of a user-assigned managed identity (assigned to the node pool) for the "
+                   "connector. Default: the cluster's kubelet identity. It is granted Network Contributor on the "
+                   "subnet and Azure Container Instances Contributor Role on the node resource group.")
 
     with self.argument_context("aks virtual-node disable") as c:
         c.argument("delete_subnet", arg_type=get_three_state_flag(),

@@ -38,10 +38,42 @@ def validate_positive(option: str, attr: str):
     return _validate
 
 
+_IDENTITY_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity/"
+                          r"userAssignedIdentities/[^/]+$", re.IGNORECASE)
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_CHART_OPTIONS = (("chart", "--chart"), ("chart_version", "--chart-version"), ("release", "--release"),
+                  ("connector_namespace", "--namespace"), ("node_name", "--node-name"), ("identity", "--identity"))
+
+
+def validate_chart_options(namespace: Any) -> None:
+    if getattr(namespace, "mode", "addon") != "chart":
+        given = [option for attr, option in _CHART_OPTIONS if getattr(namespace, attr, None)]
+        if given:
+            raise InvalidArgumentValueError(f"{', '.join(given)} only apply with --mode chart.")
+        return
+    identity = getattr(namespace, "identity", None)
+    if identity and not _IDENTITY_ID.match(identity):
+        raise InvalidArgumentValueError(
+            f"--identity expects the resource ID of a user-assigned managed identity "
+            f"(/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/"
+            f"<name>), not '{identity}'. 'az identity show -g <rg> -n <name> --query id -o tsv' prints it.")
+    for attr, option, pattern, limit in (("release", "--release", _DNS_LABEL, 53),
+                                         ("connector_namespace", "--namespace", _DNS_LABEL, 63),
+                                         ("node_name", "--node-name", _DNS_SUBDOMAIN, 253)):
+        value = getattr(namespace, attr, None)
+        if value is not None and (len(value) > limit or not pattern.match(value)):
+            raise InvalidArgumentValueError(
+                f"{option} '{value}' is not a valid Kubernetes name: at most {limit} lowercase letters, digits and "
+                f"'-'{', ' + repr('.') if pattern is _DNS_SUBDOMAIN else ''}, starting and ending with a letter or "
+                "digit.")
+
+
 def validate_enable(namespace: Any) -> None:
     validate_subnet_name(namespace)
     validate_subnet_cidr(namespace)
     validate_positive("--timeout", "timeout")(namespace)
+    validate_chart_options(namespace)
 
 
 def validate_wait(namespace: Any) -> None:

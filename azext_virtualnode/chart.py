@@ -82,7 +82,7 @@ def helm3(path: str) -> str:
     if version is None:
         raise ValidationError(f"'{path} version' did not report a Helm version (output: "
                               f"{output.strip()[:200] or 'none'}). {HELM_INSTALL_HINT}")
-    text = "v{}.{}.{}".format(*version)
+    text = f"v{version[0]}.{version[1]}.{version[2]}"
     if version[0] != 3:
         raise ValidationError(f"'{path}' is Helm {text}; chart mode needs Helm 3 (Helm 2 needs Tiller and cannot "
                               f"install this chart). {HELM_INSTALL_HINT}")

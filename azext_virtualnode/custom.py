@@ -16,10 +16,15 @@ def _ctx(cmd: Any, resource_group_name: str, name: str) -> Any:
 
 def enable_virtual_node(cmd: Any, resource_group_name: str, name: str, subnet_name: str | None = None,
                         subnet_cidr: str | None = None, skip_role_assignment: bool = False,
-                        timeout: int = DEFAULT_TIMEOUT, no_wait: bool = False) -> dict[str, Any] | None:
-    from azext_virtualnode.workflow import enable
-    return enable(_ctx(cmd, resource_group_name, name), subnet_name, subnet_cidr, skip_role_assignment, timeout,
-                  no_wait)
+                        timeout: int = DEFAULT_TIMEOUT, no_wait: bool = False, mode: str = "addon",
+                        chart: str | None = None, chart_version: str | None = None, release: str | None = None,
+                        connector_namespace: str | None = None, node_name: str | None = None,
+                        identity: str | None = None) -> dict[str, Any] | None:
+    from azext_virtualnode.workflow import EnableOptions, enable
+    return enable(_ctx(cmd, resource_group_name, name), EnableOptions(
+        subnet_name=subnet_name, subnet_cidr=subnet_cidr, skip_role_assignment=skip_role_assignment, timeout=timeout,
+        no_wait=no_wait, mode=mode, chart=chart, chart_version=chart_version, release=release,
+        namespace=connector_namespace, node_name=node_name, identity=identity))
 
 
 def disable_virtual_node(cmd: Any, resource_group_name: str, name: str, delete_subnet: bool = False,

@@ -173,8 +173,13 @@ class RoleClient:
                                on_wait, sleep)
 
     def marked_at(self, scope: str) -> list[Any]:
-        """The assignments at exactly ``scope`` that this extension created."""
-        return [ra for ra in self.assignments_at(scope)
+        """The assignments at exactly ``scope`` that this extension created (none when the scope is gone)."""
+        from azure.core.exceptions import ResourceNotFoundError
+        try:
+            found = self.assignments_at(scope)
+        except ResourceNotFoundError:
+            return []
+        return [ra for ra in found
                 if ra.scope.lower() == scope.lower() and (ra.description or "").startswith(ROLE_MARKER)]
 
     def delete_marked(self, scope: str) -> list[str]:

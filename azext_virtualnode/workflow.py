@@ -3,12 +3,17 @@
 Every command validates everything it can before its first write to Azure, so bad input changes nothing;
 each write is skipped when the state is already right, so a re-run converges and an interrupted run can
 simply be repeated.
+
+The connector is either the managed add-on (mode ``addon``) or the self-managed Helm chart
+``virtual-kubelet-azure-aci`` (mode ``chart``). Both share the preflight, the subnet, the role grants, the
+verification and the status checks; only the step that starts the connector differs (a managed-cluster PUT
+or ``helm upgrade --install``), and ``status``/``disable``/``wait`` find out which one is installed.
 """
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from azure.cli.core.azclierror import InvalidArgumentValueError, ValidationError
@@ -16,17 +21,24 @@ from knack.log import get_logger
 from knack.util import CLIError
 
 from azext_virtualnode import _client_factory as cf
-from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, DEFAULT_SUBNET_NAME, NETWORK_CONTRIBUTOR)
+from azext_virtualnode._consts import (ACI_CONTRIBUTOR, ACI_CONTRIBUTOR_ID, ACI_PROVIDER, ADDON_NODE_NAME,
+                                       CHART_NAME, CHART_NAMESPACE, CHART_NODE_NAME, CHART_RELEASE,
+                                       CONNECTOR_LABEL_SELECTOR, CONNECTOR_NAMESPACE, DEFAULT_SUBNET_NAME,
+                                       DEFAULT_TIMEOUT, HELM_RELEASE_NAMESPACE, NETWORK_CONTRIBUTOR,
+                                       NETWORK_CONTRIBUTOR_ID, ROLE_MARKER)
 from azext_virtualnode.addon import ClusterView, get_cluster, require_azure_cni, set_addon, wait_until_idle
+from azext_virtualnode.chart import (ChartSettings, Helm, Release, chart_values, find_releases, resolve_chart)
 from azext_virtualnode.health import Facts, Sources, build_status, evaluate, gather
 from azext_virtualnode.kube import ClusterUnreachable, Kube, fetch_kubeconfig, session
 from azext_virtualnode.network import (SubnetClient, SubnetFacts, check_cidr_fits, check_existing_subnet,
-                                       first_free_block, parse_cidr, subnet_body)
-from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE, MissingRight, RoleClient,
-                                     action_allowed, caller_object_id, missing_rights_error, role_guid,
-                                     SUBNET_WRITERS)
+                                       first_free_block, parse_cidr, subnet_body, subnet_prefixes)
+from azext_virtualnode.roles import (CLUSTER_WRITE, GROUP_WRITE, GROUP_WRITERS, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE,
+                                     SUBNET_WRITERS, MissingRight, RoleClient, action_allowed, caller_object_id,
+                                     missing_rights_error, role_guid, scope_covers)
 
 logger = get_logger(__name__)
+IDENTITY_API_VERSION = "2023-01-31"
+SAL_API_VERSION = "2021-10-01"
 
 
 class Timeout(CLIError):
@@ -38,6 +50,7 @@ class Ctx:
     cmd: Any
     resource_group: str
     name: str
+    _kubeconfig: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def cli_ctx(self) -> Any:
@@ -62,13 +75,18 @@ class Ctx:
     def cluster(self) -> ClusterView:
         return get_cluster(self.clusters, self.resource_group, self.name)
 
+    def kubeconfig(self) -> dict[str, Any]:
+        """The cluster user kubeconfig from ARM, fetched once per command and kept in memory only."""
+        if self._kubeconfig is None:
+            try:
+                self._kubeconfig = fetch_kubeconfig(self.clusters, self.resource_group, self.name)
+            except Exception as exc:  # pylint: disable=broad-except
+                raise ClusterUnreachable(f"could not get cluster credentials: {exc}") from exc
+        return self._kubeconfig
+
     @contextlib.contextmanager
     def kube(self) -> Iterator[Kube]:
-        try:
-            kubeconfig = fetch_kubeconfig(self.clusters, self.resource_group, self.name)
-        except Exception as exc:  # pylint: disable=broad-except
-            raise ClusterUnreachable(f"could not get cluster credentials: {exc}") from exc
-        with session(kubeconfig) as kube:
+        with session(self.kubeconfig()) as kube:
             yield kube
 
 
@@ -76,62 +94,183 @@ def progress(message: str) -> None:
     logger.warning(message)
 
 
+def node_resource_group_id(cluster: ClusterView) -> str:
+    return f"/subscriptions/{cluster.id.split('/')[2]}/resourceGroups/{cluster.node_resource_group}"
+
+
+# -- which connector ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Connector:
+    """Where a cluster's connector runs and what it serves: the add-on, or a release of the chart."""
+    mode: str
+    node_name: str
+    namespace: str
+    selector: str
+    subnet_name: str | None
+    release: Release | None = None
+
+
+def addon_connector(cluster: ClusterView) -> Connector:
+    return Connector("addon", ADDON_NODE_NAME, CONNECTOR_NAMESPACE, CONNECTOR_LABEL_SELECTOR, cluster.addon_subnet)
+
+
+def chart_connector(release: Release) -> Connector:
+    return Connector("chart", release.node_name, release.namespace, release.selector, release.subnet_name, release)
+
+
+def chart_releases(ctx: Ctx) -> list[Release]:
+    with ctx.kube() as kube:
+        return find_releases(kube)
+
+
+def detect(ctx: Ctx, cluster: ClusterView) -> Connector | None:
+    """The installed connector, or None. Raises ClusterUnreachable when the add-on is off and the cluster
+    cannot be read (a chart release could not be ruled out)."""
+    if cluster.addon_enabled:
+        return addon_connector(cluster)
+    releases = chart_releases(ctx)
+    return chart_connector(releases[0]) if releases else None
+
+
 # -- identity ----------------------------------------------------------------------------------------------
-def connector_identity(ctx: Ctx, cluster: ClusterView) -> dict[str, str] | None:
-    """The principal the connector runs as: the add-on's managed identity, or the cluster's service principal."""
+def service_principal(ctx: Ctx, app_id: str, kind: str = "servicePrincipal") -> dict[str, Any] | None:
+    sps = list(cf.cf_graph(ctx.cli_ctx).service_principal_list(
+        filter=f"servicePrincipalNames/any(c:c eq '{app_id}')"))
+    if not sps:
+        return None
+    resource_id = next((n for n in sps[0].get("alternativeNames") or [] if n.startswith("/subscriptions/")), None)
+    return {"kind": kind, "clientId": app_id, "objectId": sps[0]["id"], "resourceId": resource_id}
+
+
+def cluster_service_principal(ctx: Ctx, cluster: ClusterView) -> dict[str, Any]:
+    app_id = cluster.service_principal_client_id or ""
+    identity = service_principal(ctx, app_id)
+    if identity is None:
+        raise ValidationError(
+            f"The cluster's service principal {app_id} was not found in Microsoft Entra ID. Reset the cluster's "
+            f"credentials with 'az aks update-credentials {ctx.ids} --reset-service-principal ...'.")
+    return identity
+
+
+def connector_identity(ctx: Ctx, cluster: ClusterView) -> dict[str, Any] | None:
+    """The add-on connector's principal: the add-on's managed identity, or the cluster's service principal."""
     if cluster.is_msi:
         ident = cluster.addon_identity
         if ident is None or not ident.object_id:
             return None
         return {"kind": "addonManagedIdentity", "clientId": ident.client_id, "objectId": ident.object_id,
                 "resourceId": ident.resource_id}
-    app_id = cluster.service_principal_client_id
-    sps = list(cf.cf_graph(ctx.cli_ctx).service_principal_list(
-        filter=f"servicePrincipalNames/any(c:c eq '{app_id}')"))
-    if not sps:
-        raise ValidationError(
-            f"The cluster's service principal {app_id} was not found in Microsoft Entra ID. Reset the cluster's "
-            f"credentials with 'az aks update-credentials {ctx.ids} --reset-service-principal ...'.")
-    return {"kind": "servicePrincipal", "clientId": app_id, "objectId": sps[0]["id"], "resourceId": None}
+    return cluster_service_principal(ctx, cluster)
 
 
-def role_state(ctx: Ctx, identity: dict[str, str], subnet_id: str) -> dict[str, Any]:
-    """Whether some role assignment lets the connector identity write the subnet (at it or above)."""
+def kubelet_identity(cluster: ClusterView) -> dict[str, Any] | None:
+    ident = cluster.kubelet_identity
+    if ident is None or not ident.object_id:
+        return None
+    return {"kind": "kubeletIdentity", "clientId": ident.client_id, "objectId": ident.object_id,
+            "resourceId": ident.resource_id}
+
+
+def user_assigned_identity(ctx: Ctx, resource_id: str) -> dict[str, Any]:
+    from azure.core.exceptions import ResourceNotFoundError
+    try:
+        res = cf.cf_resources(ctx.cli_ctx).get_by_id(resource_id, IDENTITY_API_VERSION)
+    except ResourceNotFoundError:
+        rg = resource_id.split("/")[4] if resource_id.count("/") > 4 else "<resource-group>"
+        raise InvalidArgumentValueError(
+            f"Managed identity '{resource_id}' was not found. Pass the resource ID of an existing user-assigned "
+            f"identity (list them with 'az identity list -g {rg} -o table'), or omit --identity to use the "
+            "cluster's kubelet identity.") from None
+    props = res.properties or {}
+    return {"kind": "userAssignedIdentity", "clientId": props.get("clientId"), "objectId": props.get("principalId"),
+            "resourceId": res.id}
+
+
+def chart_identity(ctx: Ctx, cluster: ClusterView, resource_id: str | None) -> dict[str, Any]:
+    """The chart connector's principal: the given user-assigned identity, else the kubelet identity (the node's
+    ``azure.json``), else, on a service-principal cluster, the cluster's service principal."""
+    if resource_id:
+        identity = user_assigned_identity(ctx, resource_id)
+        kubelet = kubelet_identity(cluster)
+        if not kubelet or kubelet["objectId"] != identity["objectId"]:
+            progress(f"Note: the connector authenticates as identity {identity['clientId']} through the node "
+                     "pool's VM scale sets: make sure it is assigned to them (as the kubelet identity is).")
+        return identity
+    if not cluster.is_msi:
+        return cluster_service_principal(ctx, cluster)
+    identity = kubelet_identity(cluster)
+    if identity is None:
+        raise ValidationError(f"Cluster '{ctx.name}' reports no kubelet identity. Pass --identity with the resource "
+                              "ID of a user-assigned identity assigned to the node pool.")
+    return identity
+
+
+def identity_by_client_id(ctx: Ctx, cluster: ClusterView, client_id: str | None) -> dict[str, Any] | None:
+    """The chart connector's principal as configured in its release (no client ID: the node's azure.json)."""
+    kubelet = kubelet_identity(cluster)
+    if not client_id:
+        return kubelet if cluster.is_msi else cluster_service_principal(ctx, cluster)
+    if kubelet and (kubelet["clientId"] or "").lower() == client_id.lower():
+        return kubelet
+    return service_principal(ctx, client_id, "userAssignedIdentity")
+
+
+# -- roles ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RoleNeed:
+    """A right the connector needs at a scope, the least built-in role granting it, and what already does."""
+    role: str
+    role_id: str
+    writers: dict[str, str]
+    actions: tuple[str, ...]
+    scope_kind: str
+
+
+SUBNET_NEED = RoleNeed(NETWORK_CONTRIBUTOR, NETWORK_CONTRIBUTOR_ID, SUBNET_WRITERS,
+                       (SUBNET_WRITE, "Microsoft.Network/virtualNetworks/subnets/join/action"), "subnet")
+GROUPS_NEED = RoleNeed(ACI_CONTRIBUTOR, ACI_CONTRIBUTOR_ID, GROUP_WRITERS, (GROUP_WRITE,), "resource group")
+
+
+def role_state(ctx: Ctx, identity: dict[str, Any], scope: str, need: RoleNeed = SUBNET_NEED) -> dict[str, Any]:
+    """Whether some role assignment gives the connector identity ``need`` at ``scope`` (at it or above)."""
     roles = ctx.roles
     grant = None
-    for ra in roles.assignments_for(identity["objectId"], subnet_id):
-        if not _covers(ra.scope, subnet_id):
+    for ra in roles.assignments_for(identity["objectId"], scope):
+        if not scope_covers(ra.scope, scope):
             continue
-        if role_guid(ra.role_definition_id) in SUBNET_WRITERS or _custom_role_allows(roles, ra.role_definition_id):
+        if role_guid(ra.role_definition_id) in need.writers or _custom_role_allows(roles, ra.role_definition_id,
+                                                                                   need.actions):
             grant = ra
             break
     if grant is None:
-        return {"present": False, "role": NETWORK_CONTRIBUTOR, "scope": subnet_id, "id": None,
-                "createdByExtension": False}
-    from azext_virtualnode._consts import ROLE_MARKER
-    return {"present": True, "role": SUBNET_WRITERS.get(role_guid(grant.role_definition_id), "custom"),
+        return {"present": False, "role": need.role, "scope": scope, "id": None, "createdByExtension": False}
+    return {"present": True, "role": need.writers.get(role_guid(grant.role_definition_id), "custom"),
             "scope": grant.scope, "id": grant.id,
             "createdByExtension": (grant.description or "").startswith(ROLE_MARKER)}
 
 
-def _covers(scope: str, target: str) -> bool:
-    from azext_virtualnode.roles import scope_covers
-    return scope_covers(scope, target)
-
-
-def _custom_role_allows(roles: RoleClient, role_definition_id: str) -> bool:
+def _custom_role_allows(roles: RoleClient, role_definition_id: str, actions: tuple[str, ...]) -> bool:
     definition = roles._client.role_definitions.get_by_id(role_definition_id)  # pylint: disable=protected-access
     perms = [{"actions": p.actions or [], "notActions": p.not_actions or []} for p in definition.permissions or []]
-    return action_allowed(SUBNET_WRITE, perms) or action_allowed(
-        "Microsoft.Network/virtualNetworks/subnets/join/action", perms)
+    return any(action_allowed(action, perms) for action in actions)
+
+
+# pylint: disable-next=too-many-positional-arguments
+def ensure_role(ctx: Ctx, identity: dict[str, Any], scope: str, cluster: ClusterView, deadline: float,
+                need: RoleNeed = SUBNET_NEED) -> None:
+    if role_state(ctx, identity, scope, need)["present"]:
+        return
+    progress(f"Granting {need.role} on {need.scope_kind} {scope.rsplit('/', 1)[-1]} to the connector identity "
+             f"{identity['objectId']}...")
+    ctx.roles.grant_role(identity["objectId"], need.role_id, scope, cluster.id, "ServicePrincipal", deadline,
+                         on_wait=progress)
 
 
 # -- status --------------------------------------------------------------------------------------------------
-def mode_of(cluster: ClusterView) -> str:
-    return "addon" if cluster.addon_enabled else "none"
+def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: str | None = None) -> Facts:
+    if conn is None:
+        return Facts(cluster=cluster, mode="none", kube_error=kube_error)
 
-
-def collect(ctx: Ctx, cluster: ClusterView) -> Facts:
     def subnet(subnet_id: str) -> dict[str, Any] | None:
         return ctx.subnets.get(subnet_id)
 
@@ -142,25 +281,37 @@ def collect(ctx: Ctx, cluster: ClusterView) -> Facts:
         groups = cf.cf_container_groups(ctx.cli_ctx).list_by_resource_group(cl.node_resource_group)
         return sum(1 for g in groups if (g.tags or {}).get("NodeName") in (None, node))
 
-    src = Sources(subnet=subnet, provider_state=provider_state,
-                  identity=lambda cl: connector_identity(ctx, cl),
+    def identity(cl: ClusterView) -> dict[str, Any] | None:
+        if conn.release is None:
+            return connector_identity(ctx, cl)
+        return identity_by_client_id(ctx, cl, conn.release.identity_client_id)
+
+    src = Sources(subnet=subnet, provider_state=provider_state, identity=identity,
                   role=lambda ident, scope: role_state(ctx, ident, scope),
                   container_groups=container_groups, kube=ctx.kube)
-    return gather(cluster, src, mode_of(cluster), cluster.addon_subnet, ADDON_NODE_NAME)
+    facts = gather(cluster, src, conn.mode, conn.subnet_name, conn.node_name, conn.namespace, conn.selector)
+    facts.chart = conn.release.as_status() if conn.release else None
+    return facts
 
 
 def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
     cluster = cluster or ctx.cluster()
-    facts = collect(ctx, cluster)
+    try:
+        conn, kube_error = detect(ctx, cluster), None
+    except ClusterUnreachable as exc:
+        conn, kube_error = None, str(exc)
+    facts = collect(ctx, cluster, conn, kube_error)
     return build_status(facts, evaluate(facts))
 
 
-# -- enable -------------------------------------------------------------------------------------------------
+# -- enable: shared steps -----------------------------------------------------------------------------------
 @dataclass
 class SubnetPlan:
     id: str
     name: str
     body: dict[str, Any] | None      # None: nothing to write
+    prefix: str = ""
+    vnet: dict[str, Any] = field(default_factory=dict)
 
 
 def plan_subnet(ctx: Ctx, cluster: ClusterView, name: str, cidr_text: str | None) -> SubnetPlan:
@@ -177,7 +328,7 @@ def plan_subnet(ctx: Ctx, cluster: ClusterView, name: str, cidr_text: str | None
         facts = SubnetFacts.of(existing)
         check_existing_subnet(facts, cidr, vnet["name"])
         return SubnetPlan(existing["id"], existing["name"], None if facts.delegated_to_aci else
-                          subnet_body(existing, None))
+                          subnet_body(existing, None), str(facts.prefixes[0]) if facts.prefixes else "", vnet)
     if cidr is not None:
         check_cidr_fits(cidr, vnet, cluster.reserved_ranges)
     else:
@@ -186,7 +337,7 @@ def plan_subnet(ctx: Ctx, cluster: ClusterView, name: str, cidr_text: str | None
             raise ValidationError(
                 f"Virtual network '{vnet['name']}' has no free /24 or larger block for the virtual-node subnet. "
                 "Add address space ('az network vnet update --address-prefixes ...') or pass --subnet-cidr.")
-    return SubnetPlan(subnet_id, name, subnet_body(None, cidr))
+    return SubnetPlan(subnet_id, name, subnet_body(None, cidr), str(cidr), vnet)
 
 
 def check_region_and_provider(ctx: Ctx, cluster: ClusterView) -> bool:
@@ -204,12 +355,12 @@ def check_region_and_provider(ctx: Ctx, cluster: ClusterView) -> bool:
     return (provider.registration_state or "") != "Registered"
 
 
-def check_caller_rights(ctx: Ctx, needs: dict[str, str]) -> None:
-    """``needs`` maps action -> scope. Read the caller's permissions once per scope; raise listing what lacks."""
+def check_caller_rights(ctx: Ctx, needs: list[tuple[str, str]]) -> None:
+    """``needs`` lists (action, scope). Read the caller's permissions once per scope; raise listing what lacks."""
     by_scope: dict[str, list[dict[str, Any]]] = {}
     missing: list[MissingRight] = []
     roles = ctx.roles
-    for action, scope in needs.items():
+    for action, scope in dict.fromkeys(needs):
         if scope not in by_scope:
             by_scope[scope] = roles.permissions(scope)
         if not action_allowed(action, by_scope[scope]):
@@ -220,29 +371,33 @@ def check_caller_rights(ctx: Ctx, needs: dict[str, str]) -> None:
         raise missing_rights_error(missing, caller_object_id(ctx.cli_ctx))
 
 
-# pylint: disable-next=too-many-positional-arguments
-def enable(ctx: Ctx, subnet_name: str | None, subnet_cidr: str | None, skip_role_assignment: bool, timeout: int,
-           no_wait: bool) -> dict[str, Any] | None:
-    deadline = time.monotonic() + timeout
+@dataclass
+class EnableOptions:  # pylint: disable=too-many-instance-attributes
+    subnet_name: str | None = None
+    subnet_cidr: str | None = None
+    skip_role_assignment: bool = False
+    timeout: int = DEFAULT_TIMEOUT
+    no_wait: bool = False
+    mode: str = "addon"
+    chart: str | None = None
+    chart_version: str | None = None
+    release: str | None = None
+    namespace: str | None = None
+    node_name: str | None = None
+    identity: str | None = None
+
+
+def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
+    deadline = time.monotonic() + opts.timeout
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
     require_azure_cni(cluster)
-    name = subnet_name or cluster.addon_subnet or DEFAULT_SUBNET_NAME
-    if cluster.addon_enabled and (cluster.addon_subnet or "").lower() != name.lower():
-        raise ValidationError(
-            f"Virtual nodes are already enabled on cluster '{ctx.name}' with subnet '{cluster.addon_subnet}'. To move "
-            f"to subnet '{name}', first run 'az aks virtual-node disable {ctx.ids}' (add --delete-subnet to remove "
-            f"the old subnet), then 'az aks virtual-node enable {ctx.ids} --subnet-name {name}'.")
-    plan = plan_subnet(ctx, cluster, name, subnet_cidr)
+    mode = (ChartEnable if opts.mode == "chart" else AddonEnable)(ctx, opts, deadline)
+    current_subnet = mode.preflight(cluster)
+    plan = plan_subnet(ctx, cluster, opts.subnet_name or current_subnet or DEFAULT_SUBNET_NAME, opts.subnet_cidr)
     needs_register = check_region_and_provider(ctx, cluster)
-    identity = None if cluster.is_msi else connector_identity(ctx, cluster)
-    needs: dict[str, str] = {}
-    if plan.body is not None:
-        needs[SUBNET_WRITE] = cluster.vnet_id
-    if not skip_role_assignment:
-        needs[ROLE_ASSIGNMENT_WRITE] = cluster.vnet_id
-    if not cluster.addon_enabled:
-        needs[CLUSTER_WRITE] = cluster.id
+    mode.prepare(cluster, plan)
+    needs = ([(SUBNET_WRITE, cluster.vnet_id)] if plan.body is not None else []) + mode.rights(cluster)
     if needs:
         check_caller_rights(ctx, needs)
 
@@ -252,15 +407,11 @@ def enable(ctx: Ctx, subnet_name: str | None, subnet_cidr: str | None, skip_role
     if plan.body is not None:
         progress(f"Creating/delegating subnet '{plan.name}' for Azure Container Instances...")
         ctx.subnets.put(plan.id, plan.body).result()
-    if not cluster.addon_enabled:
-        cluster = turn_on_addon(ctx, cluster, plan.name, no_wait)
-    if not skip_role_assignment:
-        identity = identity or wait_for_identity(ctx, cluster, deadline)
-        ensure_role(ctx, identity, plan.id, cluster, deadline)
-    if no_wait:
+    mode.apply(cluster, plan)
+    if opts.no_wait:
         progress(f"Started. Run 'az aks virtual-node wait {ctx.ids} --ready' to wait for the virtual node.")
         return None
-    verify_ready(ctx, deadline, timeout)
+    verify_ready(ctx, deadline, opts.timeout, mode.node_name)
     return status(ctx)
 
 
@@ -275,6 +426,57 @@ def register_provider(ctx: Ctx, deadline: float) -> None:
         time.sleep(2)
 
 
+# -- enable: the managed add-on -----------------------------------------------------------------------------
+class AddonEnable:
+    """Mode ``addon``: a managed-cluster PUT turns the connector on; AKS creates its identity."""
+    node_name = ADDON_NODE_NAME
+
+    def __init__(self, ctx: Ctx, opts: EnableOptions, deadline: float) -> None:
+        self.ctx, self.opts, self.deadline = ctx, opts, deadline
+        self.identity: dict[str, Any] | None = None
+
+    def preflight(self, cluster: ClusterView) -> str | None:
+        ctx, name = self.ctx, self.opts.subnet_name or cluster.addon_subnet or DEFAULT_SUBNET_NAME
+        if cluster.addon_enabled and (cluster.addon_subnet or "").lower() != name.lower():
+            raise ValidationError(
+                f"Virtual nodes are already enabled on cluster '{ctx.name}' with subnet '{cluster.addon_subnet}'. To "
+                f"move to subnet '{name}', first run 'az aks virtual-node disable {ctx.ids}' (add --delete-subnet to "
+                f"remove the old subnet), then 'az aks virtual-node enable {ctx.ids} --subnet-name {name}'.")
+        if not cluster.addon_enabled:
+            refuse_if_chart_installed(ctx)
+        return cluster.addon_subnet
+
+    def prepare(self, cluster: ClusterView, plan: SubnetPlan) -> None:  # pylint: disable=unused-argument
+        self.identity = None if cluster.is_msi else connector_identity(self.ctx, cluster)
+
+    def rights(self, cluster: ClusterView) -> list[tuple[str, str]]:
+        needs = [] if self.opts.skip_role_assignment else [(ROLE_ASSIGNMENT_WRITE, cluster.vnet_id)]
+        return needs + ([] if cluster.addon_enabled else [(CLUSTER_WRITE, cluster.id)])
+
+    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> None:
+        if not cluster.addon_enabled:
+            cluster = turn_on_addon(self.ctx, cluster, plan.name, self.opts.no_wait)
+        if not self.opts.skip_role_assignment:
+            identity = self.identity or wait_for_identity(self.ctx, cluster, self.deadline)
+            ensure_role(self.ctx, identity, plan.id, cluster, self.deadline)
+
+
+def refuse_if_chart_installed(ctx: Ctx) -> None:
+    """Two connectors must not share a subnet: no add-on while a chart release runs."""
+    try:
+        releases = chart_releases(ctx)
+    except ClusterUnreachable as exc:
+        progress(f"Warning: could not check the cluster for a chart-installed connector ({exc}); continuing.")
+        return
+    if releases:
+        r = releases[0]
+        raise ValidationError(
+            f"A self-managed ACI connector is installed on cluster '{ctx.name}' (Helm release '{r.name}' of chart "
+            f"{CHART_NAME} in namespace '{r.release_namespace}'); the add-on would run a second connector on the same "
+            f"subnet. Remove it first with 'az aks virtual-node disable {ctx.ids}', then enable the add-on, or keep "
+            "the chart ('az aks virtual-node enable ... --mode chart').")
+
+
 def turn_on_addon(ctx: Ctx, cluster: ClusterView, subnet: str, no_wait: bool) -> ClusterView:
     from azure.cli.core.commands import LongRunningOperation
     poller = set_addon(ctx.clusters, ctx.resource_group, cluster, subnet, no_wait=no_wait)
@@ -285,7 +487,7 @@ def turn_on_addon(ctx: Ctx, cluster: ClusterView, subnet: str, no_wait: bool) ->
     return ClusterView(result)
 
 
-def wait_for_identity(ctx: Ctx, cluster: ClusterView, deadline: float) -> dict[str, str]:
+def wait_for_identity(ctx: Ctx, cluster: ClusterView, deadline: float) -> dict[str, Any]:
     identity = connector_identity(ctx, cluster)
     while identity is None:
         if time.monotonic() > deadline:
@@ -296,25 +498,132 @@ def wait_for_identity(ctx: Ctx, cluster: ClusterView, deadline: float) -> dict[s
     return identity
 
 
-def ensure_role(ctx: Ctx, identity: dict[str, str], subnet_id: str, cluster: ClusterView, deadline: float) -> None:
-    if role_state(ctx, identity, subnet_id)["present"]:
-        return
-    progress(f"Granting {NETWORK_CONTRIBUTOR} on subnet {subnet_id.rsplit('/', 1)[-1]} to the connector identity "
-             f"{identity['objectId']}...")
-    ctx.roles.grant_network_contributor(identity["objectId"], subnet_id, cluster.id, "ServicePrincipal", deadline,
-                                        on_wait=progress)
+# -- enable: the chart ----------------------------------------------------------------------------------------
+class ChartEnable:  # pylint: disable=too-many-instance-attributes
+    """Mode ``chart``: ``helm upgrade --install`` of virtual-kubelet-azure-aci, running as the kubelet identity (or
+    the given one), which gets its roles from this extension instead of from AKS."""
+
+    def __init__(self, ctx: Ctx, opts: EnableOptions, deadline: float) -> None:
+        self.ctx, self.opts, self.deadline = ctx, opts, deadline
+        self.release = opts.release or CHART_RELEASE
+        self.node_name = opts.node_name or CHART_NODE_NAME
+        self.namespace = opts.namespace or CHART_NAMESPACE
+        self.existing: Release | None = None
+        self.helm: Helm | None = None
+        self.chart: Any = None
+        self.identity: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+
+    def preflight(self, cluster: ClusterView) -> str | None:
+        ctx = self.ctx
+        if cluster.addon_enabled:
+            raise ValidationError(
+                f"The managed ACI connector add-on is enabled on cluster '{ctx.name}'; a chart-installed connector "
+                f"would run a second connector on the same subnet. Run 'az aks virtual-node disable {ctx.ids}' "
+                "first, then enable with --mode chart.")
+        self.helm = Helm.discover()
+        self.chart = resolve_chart(self.opts.chart, self.opts.chart_version)
+        self.identity = chart_identity(ctx, cluster, self.opts.identity)
+        try:
+            with ctx.kube() as kube:
+                self._check_releases(find_releases(kube))
+                self._check_namespace(kube.namespace(self.namespace))
+        except ClusterUnreachable as exc:
+            raise ValidationError(f"Cannot reach the Kubernetes API server of cluster '{ctx.name}' ({exc}), which "
+                                  "Helm needs. Run from a network that reaches it. Nothing was changed.") from None
+        return self.existing.subnet_name if self.existing else None
+
+    def _check_releases(self, releases: list[Release]) -> None:
+        mine = [r for r in releases if r.name == self.release and r.release_namespace == HELM_RELEASE_NAMESPACE]
+        others = [r for r in releases if r not in mine]
+        if others:
+            r = others[0]
+            raise ValidationError(
+                f"Chart {CHART_NAME} is already installed on cluster '{self.ctx.name}' as Helm release '{r.name}' "
+                f"(namespace '{r.release_namespace}', node '{r.node_name}'). Two connectors would share the subnet. "
+                f"Re-run with --release {r.name} to update it, or remove it with 'az aks virtual-node disable "
+                f"{self.ctx.ids}'.")
+        self.existing = mine[0] if mine else None
+        if self.existing:
+            self.namespace = self.opts.namespace or self.existing.namespace
+            self.node_name = self.opts.node_name or self.existing.node_name
+
+    def _check_namespace(self, namespace: Any | None) -> None:
+        """The chart creates (and on uninstall deletes) its namespace, so it must not exist unless Helm made it
+        for this release."""
+        if namespace is None:
+            return
+        meta = namespace.metadata
+        annotations, labels = meta.annotations or {}, meta.labels or {}
+        if labels.get("app.kubernetes.io/managed-by") == "Helm" and \
+                annotations.get("meta.helm.sh/release-name") == self.release and \
+                annotations.get("meta.helm.sh/release-namespace") == HELM_RELEASE_NAMESPACE:
+            return
+        raise ValidationError(
+            f"Namespace '{self.namespace}' already exists and was not created by Helm release '{self.release}'. The "
+            f"chart creates its own namespace and deletes it on uninstall, so it needs one that does not exist yet: "
+            f"pass another --namespace (default '{CHART_NAMESPACE}'). Nothing was changed.")
+
+    def prepare(self, cluster: ClusterView, plan: SubnetPlan) -> None:
+        vnet_parts = (cluster.vnet_id or "").split("/")
+        master = cluster.model.fqdn or getattr(cluster.model, "private_fqdn", None)
+        if not master:
+            raise ValidationError(f"Cluster '{self.ctx.name}' reports no API server FQDN (needed for MASTER_URI).")
+        net = cluster.model.network_profile
+        self.values = chart_values(ChartSettings(
+            namespace=self.namespace, node_name=self.node_name, aci_resource_group=cluster.node_resource_group,
+            aci_region=cluster.location.replace(" ", "").lower(), master_uri=f"https://{master}:443",
+            vnet_resource_group=vnet_parts[4] if len(vnet_parts) > 4 else "", vnet_name=vnet_parts[-1],
+            subnet_name=plan.name, subnet_cidr=plan.prefix, cluster_cidr=pod_cidr(cluster, plan.vnet),
+            kube_dns_ip=(net.dns_service_ip if net else None) or "10.0.0.10",
+            identity_client_id=None if self.identity["kind"] == "servicePrincipal" else self.identity["clientId"]))
+
+    def rights(self, cluster: ClusterView) -> list[tuple[str, str]]:
+        if self.opts.skip_role_assignment:
+            return []
+        return [(ROLE_ASSIGNMENT_WRITE, cluster.vnet_id), (ROLE_ASSIGNMENT_WRITE, node_resource_group_id(cluster))]
+
+    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> None:
+        ctx = self.ctx
+        if not self.opts.skip_role_assignment:
+            ensure_role(ctx, self.identity, plan.id, cluster, self.deadline, SUBNET_NEED)
+            ensure_role(ctx, self.identity, node_resource_group_id(cluster), cluster, self.deadline, GROUPS_NEED)
+        if self._up_to_date():
+            progress(f"Helm release '{self.release}' is up to date.")
+            return
+        assert self.helm is not None
+        progress(f"Installing chart {CHART_NAME} {self.chart.version or ''} as Helm release '{self.release}' "
+                 f"(namespace '{self.namespace}', node '{self.node_name}')...")
+        self.helm.upgrade_install(self.release, self.chart, HELM_RELEASE_NAMESPACE, self.values, ctx.kubeconfig(),
+                                  max(self.deadline - time.monotonic(), 30))
+
+    def _up_to_date(self) -> bool:
+        r = self.existing
+        return bool(r and r.status == "deployed" and r.config == self.values and self.chart.version and
+                    r.chart_version == self.chart.version)
 
 
-def verify_ready(ctx: Ctx, deadline: float, timeout: int) -> None:
+def pod_cidr(cluster: ClusterView, vnet: dict[str, Any]) -> str:
+    """The range pods take addresses from: Azure CNI gives them node-subnet (or pod-subnet) addresses."""
+    pools = cluster.model.agent_pool_profiles or []
+    subnet_id = (getattr(pools[0], "pod_subnet_id", None) or pools[0].vnet_subnet_id) if pools else None
+    for subnet in (vnet.get("properties") or {}).get("subnets") or []:
+        if subnet_id and subnet["id"].lower() == subnet_id.lower():
+            prefixes = subnet_prefixes(subnet)
+            return str(prefixes[0]) if prefixes else ""
+    net = cluster.model.network_profile
+    return (net.pod_cidr if net else None) or ""
+
+
+# -- verification ----------------------------------------------------------------------------------------------
+def verify_ready(ctx: Ctx, deadline: float, timeout: int, node_name: str = ADDON_NODE_NAME) -> None:
     """Watch until the node is registered, Ready, labelled, tainted and its Lease fresh; diagnose on timeout."""
-    progress(f"Waiting for node '{ADDON_NODE_NAME}' to register (up to {timeout}s)...")
+    from azext_virtualnode.kube import node_facts_from
+    progress(f"Waiting for node '{node_name}' to register (up to {timeout}s)...")
     try:
         with ctx.kube() as kube:
-            from azext_virtualnode.kube import node_facts_from
-            kube.wait_node(ADDON_NODE_NAME, deadline,
-                           lambda n: node_facts_from(n, None, ADDON_NODE_NAME).registered and
-                           _node_ok(node_facts_from(n, None, ADDON_NODE_NAME)))
-            kube.wait_lease_fresh(ADDON_NODE_NAME, 40.0, deadline)
+            kube.wait_node(node_name, deadline, lambda n: _node_ok(node_facts_from(n, None, node_name)))
+            kube.wait_lease_fresh(node_name, 40.0, deadline)
     except TimeoutError:
         raise diagnose(ctx, f"The virtual node did not become ready within {timeout}s.") from None
     except ClusterUnreachable as exc:
@@ -322,7 +631,7 @@ def verify_ready(ctx: Ctx, deadline: float, timeout: int) -> None:
 
 
 def _node_ok(n: Any) -> bool:
-    return n.ready and n.taint_ok and n.label_ok
+    return n.registered and n.ready and n.taint_ok and n.label_ok
 
 
 def diagnose(ctx: Ctx, headline: str) -> CLIError:
@@ -340,18 +649,60 @@ def diagnose(ctx: Ctx, headline: str) -> CLIError:
 
 
 # -- disable ------------------------------------------------------------------------------------------------
+@dataclass
+class DisablePlan:
+    conn: Connector | None
+    subnet_name: str
+    subnet_id: str | None
+    subnet: dict[str, Any] | None
+    marked: list[Any]
+    helm: Helm | None = None
+
+
 # pylint: disable-next=too-many-positional-arguments
 def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
             subnet_name: str | None = None, confirm: Callable[[str, bool], None] | None = None) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
-    enabled = cluster.addon_enabled
-    name = cluster.addon_subnet or subnet_name or DEFAULT_SUBNET_NAME
+    plan = plan_disable(ctx, cluster, delete_subnet, force, subnet_name)
+    conn = plan.conn
+    result = {"cluster": cluster.id, "mode": conn.mode if conn else "none", "addonDisabled": False,
+              "chartUninstalled": False, "nodeRemoved": None, "roleAssignmentsRemoved": [], "subnetDeleted": False}
+    if conn is None and not plan.marked and plan.subnet is None:
+        progress(f"Virtual nodes are not enabled on cluster '{ctx.name}'; nothing to do.")
+        return result
+    (confirm or _confirm)(f"This will {', '.join(_disable_actions(plan))} on cluster '{ctx.name}'. Continue?", yes)
+    if conn is not None and conn.mode == "addon":
+        from azure.cli.core.commands import LongRunningOperation
+        LongRunningOperation(ctx.cli_ctx, start_msg="Turning off the ACI connector add-on",
+                             finish_msg="ACI connector add-on disabled")(
+            set_addon(ctx.clusters, ctx.resource_group, cluster, None))
+        result["addonDisabled"] = True
+        result["nodeRemoved"] = wait_node_gone(ctx, deadline, conn.node_name)
+    elif conn is not None:
+        result["chartUninstalled"] = uninstall_chart(ctx, conn, plan.helm, deadline)
+        result["nodeRemoved"] = remove_chart_node(ctx, cluster, conn, deadline)
+    for ra in plan.marked:
+        ctx.roles.delete(ra.id)
+        result["roleAssignmentsRemoved"].append(ra.id)
+    if plan.subnet is not None:
+        delete_virtual_node_subnet(ctx, plan, deadline)
+        result["subnetDeleted"] = True
+    return result
+
+
+def plan_disable(ctx: Ctx, cluster: ClusterView, delete_subnet: bool, force: bool,
+                 subnet_name: str | None) -> DisablePlan:
+    """Every read and check of ``disable``, before its first change."""
+    conn = detect_for_disable(ctx, cluster, force)
+    helm = Helm.discover() if conn is not None and conn.mode == "chart" else None
+    name = (conn.subnet_name if conn else None) or subnet_name or DEFAULT_SUBNET_NAME
     subnet_id = f"{cluster.vnet_id}/subnets/{name}" if cluster.vnet_id else None
-    if enabled:
-        refuse_if_busy_node(ctx, force)
-    marked = [ra for ra in ctx.roles.assignments_at(subnet_id) if _is_marked(ra, subnet_id)] if subnet_id else []
+    if conn is not None:
+        refuse_if_busy_node(ctx, force, conn.node_name)
+    scopes = [s for s in (subnet_id, node_resource_group_id(cluster)) if s]
+    marked = [ra for scope in scopes for ra in ctx.roles.marked_at(scope)]
     subnet = ctx.subnets.get(subnet_id) if (subnet_id and delete_subnet) else None
     if subnet is not None:
         facts = SubnetFacts.of(subnet)
@@ -360,35 +711,32 @@ def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
                 f"Refusing to delete subnet '{name}': it is not a virtual-node subnet (delegated to "
                 f"{', '.join(facts.delegations) or 'nothing'}, {facts.ip_configurations} other resource(s) use it). "
                 "Nothing was changed; run again without --delete-subnet.")
-    result = {"cluster": cluster.id, "addonDisabled": False, "nodeRemoved": None,
-              "roleAssignmentsRemoved": [], "subnetDeleted": False}
-    if not enabled and not marked and subnet is None:
-        progress(f"Virtual nodes are not enabled on cluster '{ctx.name}'; nothing to do.")
-        return result
-    actions = (["turn off the ACI connector add-on and remove node " + ADDON_NODE_NAME] if enabled else []) + \
-        [f"remove {len(marked)} role assignment(s) this extension created"] * bool(marked) + \
-        [f"delete subnet '{name}'"] * (subnet is not None)
-    (confirm or _confirm)(f"This will {', '.join(actions)} on cluster '{ctx.name}'. Continue?", yes)
-    if enabled:
-        from azure.cli.core.commands import LongRunningOperation
-        LongRunningOperation(ctx.cli_ctx, start_msg="Turning off the ACI connector add-on",
-                             finish_msg="ACI connector add-on disabled")(
-            set_addon(ctx.clusters, ctx.resource_group, cluster, None))
-        result["addonDisabled"] = True
-        result["nodeRemoved"] = wait_node_gone(ctx, deadline)
-    for ra in marked:
-        ctx.roles._client.role_assignments.delete_by_id(ra.id)  # pylint: disable=protected-access
-        result["roleAssignmentsRemoved"].append(ra.id)
-    if subnet is not None:
-        progress(f"Deleting subnet '{name}' (waits until Azure Container Instances releases it)...")
-        ctx.subnets.delete_with_retry(subnet_id, deadline, on_wait=progress)
-        result["subnetDeleted"] = True
-    return result
+    return DisablePlan(conn, name, subnet_id, subnet, marked, helm)
 
 
-def _is_marked(ra: Any, scope: str) -> bool:
-    from azext_virtualnode._consts import ROLE_MARKER
-    return ra.scope.lower() == scope.lower() and (ra.description or "").startswith(ROLE_MARKER)
+def detect_for_disable(ctx: Ctx, cluster: ClusterView, force: bool) -> Connector | None:
+    try:
+        return detect(ctx, cluster)
+    except ClusterUnreachable as exc:
+        if force:
+            progress(f"Warning: could not check the cluster for a chart-installed connector ({exc}); cleaning up "
+                     "Azure only (--force).")
+            return None
+        raise ValidationError(f"Cannot check the cluster for a chart-installed connector: {exc}. Nothing was "
+                              "changed. Use --force to clean up the Azure side anyway.") from None
+
+
+def _disable_actions(plan: DisablePlan) -> list[str]:
+    conn, actions = plan.conn, []
+    if conn is not None and conn.mode == "addon":
+        actions.append(f"turn off the ACI connector add-on and remove node {conn.node_name}")
+    elif conn is not None and conn.release is not None:
+        actions.append(f"uninstall Helm release '{conn.release.name}' and remove node {conn.node_name}")
+    if plan.marked:
+        actions.append(f"remove {len(plan.marked)} role assignment(s) this extension created")
+    if plan.subnet is not None:
+        actions.append(f"delete subnet '{plan.subnet_name}'")
+    return actions
 
 
 def _confirm(message: str, yes: bool) -> None:
@@ -396,10 +744,10 @@ def _confirm(message: str, yes: bool) -> None:
     user_confirmation(message, yes)
 
 
-def refuse_if_busy_node(ctx: Ctx, force: bool) -> None:
+def refuse_if_busy_node(ctx: Ctx, force: bool, node_name: str = ADDON_NODE_NAME) -> None:
     try:
         with ctx.kube() as kube:
-            pods = [p for p in kube.pods_on_node(ADDON_NODE_NAME)
+            pods = [p for p in kube.pods_on_node(node_name)
                     if not any(r.kind == "DaemonSet" for r in p.metadata.owner_references or [])]
     except ClusterUnreachable as exc:
         if force:
@@ -414,15 +762,55 @@ def refuse_if_busy_node(ctx: Ctx, force: bool) -> None:
             f"{listing}\nMove or delete them first, or re-run with --force. Nothing was changed.")
 
 
-def wait_node_gone(ctx: Ctx, deadline: float) -> bool | None:
+def uninstall_chart(ctx: Ctx, conn: Connector, helm: Helm | None, deadline: float) -> bool:
+    assert conn.release is not None and helm is not None
+    progress(f"Uninstalling Helm release '{conn.release.name}' (namespace '{conn.release.release_namespace}')...")
+    return helm.uninstall(conn.release.name, conn.release.release_namespace, ctx.kubeconfig(),
+                          max(deadline - time.monotonic(), 30))
+
+
+def remove_chart_node(ctx: Ctx, cluster: ClusterView, conn: Connector, deadline: float) -> bool | None:
+    """The chart leaves its node behind: once its connector pods are gone (else it would register the node
+    again), delete the node, and the container groups no connector will delete now."""
     try:
         with ctx.kube() as kube:
-            kube.wait_node(ADDON_NODE_NAME, deadline, lambda n: n is None)
+            while kube.connector_pods(conn.namespace, conn.selector) and time.monotonic() < deadline:
+                time.sleep(1)
+            kube.delete_node(conn.node_name)
+    except ClusterUnreachable as exc:
+        progress(f"Warning: could not delete node '{conn.node_name}': {exc}")
+        return None
+    gone = wait_node_gone(ctx, deadline, conn.node_name)
+    groups = cf.cf_container_groups(ctx.cli_ctx)
+    for group in groups.list_by_resource_group(cluster.node_resource_group):
+        if (group.tags or {}).get("NodeName") == conn.node_name:
+            progress(f"Deleting container group '{group.name}' left by the virtual node...")
+            groups.begin_delete(cluster.node_resource_group, group.name).result()
+    return gone
+
+
+def delete_virtual_node_subnet(ctx: Ctx, plan: DisablePlan, deadline: float) -> None:
+    assert plan.subnet_id is not None and plan.subnet is not None
+    chart = plan.conn is not None and plan.conn.mode == "chart"
+    if chart and SubnetFacts.of(plan.subnet).service_association_links:
+        # AKS removes the service association link with the add-on; after a chart it is ours to remove.
+        from azure.core.exceptions import ResourceNotFoundError
+        sal = f"{plan.subnet_id}/providers/Microsoft.ContainerInstance/serviceAssociationLinks/default"
+        with contextlib.suppress(ResourceNotFoundError):
+            cf.cf_resources(ctx.cli_ctx).begin_delete_by_id(sal, SAL_API_VERSION).result()
+    progress(f"Deleting subnet '{plan.subnet_name}' (waits until Azure Container Instances releases it)...")
+    ctx.subnets.delete_with_retry(plan.subnet_id, deadline, on_wait=progress)
+
+
+def wait_node_gone(ctx: Ctx, deadline: float, node_name: str = ADDON_NODE_NAME) -> bool | None:
+    try:
+        with ctx.kube() as kube:
+            kube.wait_node(node_name, deadline, lambda n: n is None)
         return True
     except TimeoutError:
-        raise Timeout(f"The add-on is off but node '{ADDON_NODE_NAME}' is still registered. Re-run 'az aks "
+        raise Timeout(f"The connector is off but node '{node_name}' is still registered. Re-run 'az aks "
                       f"virtual-node disable {ctx.ids}' to finish, or delete it with 'kubectl delete node "
-                      f"{ADDON_NODE_NAME}'.") from None
+                      f"{node_name}'.") from None
     except ClusterUnreachable as exc:
         progress(f"Warning: could not confirm the node was removed: {exc}")
         return None
@@ -435,19 +823,24 @@ def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> N
     deadline = time.monotonic() + timeout
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               interval=interval, on_wait=None)
-    if ready and not cluster.addon_enabled:
+    try:
+        conn = detect(ctx, cluster)
+    except ClusterUnreachable as exc:
+        raise Timeout(f"Could not read the cluster to find its connector: {exc}") from None
+    if ready and conn is None:
         raise ValidationError(f"Virtual nodes are not enabled on cluster '{ctx.name}'; nothing to wait for. "
                               f"Run 'az aks virtual-node enable {ctx.ids}'.")
-    if deleted and cluster.addon_enabled:
-        raise ValidationError(f"Virtual nodes are still enabled on cluster '{ctx.name}'. Run 'az aks virtual-node "
-                              f"disable {ctx.ids}' first.")
+    if deleted and conn is not None:
+        raise ValidationError(f"Virtual nodes are still enabled on cluster '{ctx.name}' (mode {conn.mode}). Run "
+                              f"'az aks virtual-node disable {ctx.ids}' first.")
     if ready:
-        verify_ready(ctx, deadline, timeout)
+        verify_ready(ctx, deadline, timeout, conn.node_name)
         return
     try:
         with ctx.kube() as kube:
-            kube.wait_node(ADDON_NODE_NAME, deadline, lambda n: n is None)
-    except TimeoutError:
-        raise Timeout(f"Timed out after {timeout}s: node '{ADDON_NODE_NAME}' is still registered.") from None
+            for node in (ADDON_NODE_NAME, CHART_NODE_NAME):
+                kube.wait_node(node, deadline, lambda n: n is None)
+    except TimeoutError as exc:
+        raise Timeout(f"Timed out after {timeout}s: node '{exc}' is still registered.") from None
     except ClusterUnreachable as exc:
         raise Timeout(f"Could not confirm the node was removed: {exc}") from None
