@@ -4,13 +4,14 @@ from __future__ import annotations
 import pytest
 
 from aksim.scenario import read_raw
+from conftest import ROOT
 
 IDS = ["-g", "demo-rg", "-n", "aks-demo"]
 
 
-def enable_fails(vn, sim, *extra: str, expect: str, code: int = 1) -> str:
+def enable_fails(vn, sim, *extra: str, expect: str, code: int = 1, env: dict[str, str] | None = None) -> str:
     sim.reset_logs()
-    res = vn("aks", "virtual-node", "enable", *extra, check=False)
+    res = vn("aks", "virtual-node", "enable", *extra, check=False, env=env)
     assert res.returncode == code, str(res)
     assert expect in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
@@ -115,3 +116,64 @@ def test_usage_error_exits_2(vn, sim):
     res = vn("aks", "virtual-node", "enable", "-g", "demo-rg", check=False)
     assert res.returncode == 2 and "--name" in res.stderr
     assert sim.writes() == []
+
+
+# -- chart mode ----------------------------------------------------------------------------------------------
+CHART = str(ROOT / "tests" / "fixtures" / "charts" / "virtual-kubelet-azure-aci")
+CHART_MODE = [*IDS, "--mode", "chart", "--chart", CHART]
+
+
+@pytest.mark.scenario(demo_with(clusters=[{**read_raw("demo")["clusters"][0], "addon": {"subnet": "virtual-node-aci"}}],
+                                resource_groups=[{"name": "demo-rg", "location": "westeurope", "vnets": [{
+                                    "name": "demo-vnet", "address_prefixes": ["10.0.0.0/8"], "subnets": [
+                                        {"name": "aks-subnet", "prefix": "10.240.0.0/16"},
+                                        {"name": "virtual-node-aci", "prefix": "10.241.0.0/16",
+                                         "delegation": "Microsoft.ContainerInstance/containerGroups"}]}]}]))
+def test_chart_refused_while_the_addon_is_on(vn, sim):
+    err = enable_fails(vn, sim, *CHART_MODE, expect="The managed ACI connector add-on is enabled")
+    assert "az aks virtual-node disable -g demo-rg -n aks-demo" in err
+
+
+def test_chart_helm_missing(vn, sim):
+    err = enable_fails(vn, sim, *CHART_MODE, expect="Helm was not found", env={"PATH": "/usr/bin:/bin"})
+    assert "HELM_CLIENT_PATH" in err and "Install Helm 3" in err
+
+
+def test_chart_helm_2(vn, sim, tmp_path):
+    helm2 = tmp_path / "helm"
+    helm2.write_text('#!/bin/sh\necho "Client: v2.17.0+ga690bad"\n')
+    helm2.chmod(0o755)
+    enable_fails(vn, sim, *CHART_MODE, expect="is Helm v2.17.0; chart mode needs Helm 3",
+                 env={"HELM_CLIENT_PATH": str(helm2)})
+
+
+def test_chart_helm_client_path_not_executable(vn, sim, tmp_path):
+    enable_fails(vn, sim, *CHART_MODE, expect="which is not an executable file",
+                 env={"HELM_CLIENT_PATH": str(tmp_path / "missing-helm")})
+
+
+def test_chart_unknown_identity(vn, sim):
+    uami = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/demo-rg/providers/"
+            "Microsoft.ManagedIdentity/userAssignedIdentities/nope")
+    err = enable_fails(vn, sim, *CHART_MODE, "--identity", uami, expect=f"Managed identity '{uami}' was not found")
+    assert "az identity list -g demo-rg" in err
+
+
+def test_chart_identity_that_is_not_a_resource_id(vn, sim):
+    enable_fails(vn, sim, *CHART_MODE, "--identity", "my-identity", expect="--identity expects the resource ID")
+
+
+def test_chart_path_that_does_not_exist(vn, sim, tmp_path):
+    enable_fails(vn, sim, *IDS, "--mode", "chart", "--chart", str(tmp_path / "no-chart"), expect="does not exist")
+
+
+def test_chart_options_without_chart_mode(vn, sim):
+    enable_fails(vn, sim, *IDS, "--release", "vk", "--node-name", "n", expect="--release, --node-name only apply "
+                 "with --mode chart")
+
+
+def test_chart_namespace_that_exists_already(vn, sim):
+    from kubernetes import client
+    client.CoreV1Api(sim.kube_client()).create_namespace({"metadata": {"name": "team"}})
+    enable_fails(vn, sim, *CHART_MODE, "--namespace", "team", expect="Namespace 'team' already exists")
+    assert sim.writes("kube") == []
