@@ -272,6 +272,8 @@ class Helm:
         secrets = kubeconfig_secrets(kubeconfig) + values_secrets(values or {})
         env = {k: v for k, v in os.environ.items() if k not in _HELM_CLUSTER_ENV}
         with private_files(files) as paths:
+            # client-go's discovery cache (default ~/.kube/cache) goes to the private directory, and with it
+            env["KUBECACHEDIR"] = os.path.join(os.path.dirname(paths["kubeconfig"]), "kube-cache")
             cmd = [self.path, *args, "--kubeconfig", paths["kubeconfig"]]
             if values is not None:
                 cmd += ["--values", paths["values.yaml"]]

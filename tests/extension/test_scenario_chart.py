@@ -205,3 +205,18 @@ def test_disable_refuses_busy_node_then_force_cleans_up(vn, sim):
     assert placed() == []                                # the orphaned container group went too
     with sim.lock:
         assert sim.world.arm.get(subnet_id()) is None
+
+
+def test_helm_gets_credentials_in_private_temp_files_that_are_removed(vn, sim, tmp_path):
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    env = {"HOME": str(home), "TMPDIR": str(tmp), "KUBECONFIG": str(home / ".kube" / "config")}
+    vn(*ENABLE, "--timeout", "120", env=env)
+    vn("aks", "virtual-node", "disable", *IDS, "--yes", "--timeout", "120", env=env)
+    assert not (home / ".kube").exists()
+    assert not list(tmp.glob("azvn-helm-*")), "helm's temporary kubeconfig directory was left behind"
+    token = sim.cluster().user_token
+    for path in list(tmp.rglob("*")) + list(home.rglob("*")):
+        if path.is_file():
+            assert token not in path.read_text(errors="ignore"), f"cluster token written to {path}"
