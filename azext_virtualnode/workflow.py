@@ -523,7 +523,6 @@ class ChartEnable:  # pylint: disable=too-many-instance-attributes
                 "first, then enable with --mode chart.")
         self.helm = Helm.discover()
         self.chart = resolve_chart(self.opts.chart, self.opts.chart_version)
-        self.identity = chart_identity(ctx, cluster, self.opts.identity)
         try:
             with ctx.kube() as kube:
                 self._check_releases(find_releases(kube))
@@ -531,7 +530,15 @@ class ChartEnable:  # pylint: disable=too-many-instance-attributes
         except ClusterUnreachable as exc:
             raise ValidationError(f"Cannot reach the Kubernetes API server of cluster '{ctx.name}' ({exc}), which "
                                   "Helm needs. Run from a network that reaches it. Nothing was changed.") from None
+        self.identity = self._current_identity(cluster) or chart_identity(ctx, cluster, self.opts.identity)
         return self.existing.subnet_name if self.existing else None
+
+    def _current_identity(self, cluster: ClusterView) -> dict[str, Any] | None:
+        """On a re-run without --identity, the identity the installed release already uses (like its subnet,
+        namespace and node name, it stays unless given anew)."""
+        if self.opts.identity or self.existing is None or not self.existing.identity_client_id:
+            return None
+        return identity_by_client_id(self.ctx, cluster, self.existing.identity_client_id)
 
     def _check_releases(self, releases: list[Release]) -> None:
         mine = [r for r in releases if r.name == self.release and r.release_namespace == HELM_RELEASE_NAMESPACE]

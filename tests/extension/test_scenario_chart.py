@@ -140,6 +140,15 @@ def test_user_assigned_identity_release_options_and_replication_retry(vn, sim):
     assert st["subnet"]["name"] == "aci-chart" and st["subnet"]["prefix"] == "10.242.0.0/24"
     assert ours(sim, principal.object_id) == sorted([(NODE_RG_ID.lower(), ACI), (subnet_id("aci-chart").lower(), NC)])
     assert ours(sim, kubelet_identity(sim)["objectId"]) == []
+
+    # a re-run names only the release: identity, namespace, node and subnet stay as installed, nothing is written
+    sim.reset_logs()
+    rerun = vn(*ENABLE, "--release", "vk", "--timeout", "120")
+    assert rerun.json()["identity"]["objectId"] == principal.object_id and "is up to date" in rerun.stderr
+    assert sim.writes() == []
+    other = vn(*ENABLE, check=False)                      # another release next to it is refused
+    assert other.returncode == 1 and "already installed on cluster 'aks-demo' as Helm release 'vk'" in other.stderr
+
     out = vn("aks", "virtual-node", "disable", *IDS, "--yes", "--timeout", "120").json()
     assert out["chartUninstalled"] and out["nodeRemoved"] and not out["subnetDeleted"]
     assert ours(sim, principal.object_id) == []
