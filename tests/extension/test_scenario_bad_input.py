@@ -177,3 +177,9 @@ def test_chart_namespace_that_exists_already(vn, sim):
     client.CoreV1Api(sim.kube_client()).create_namespace({"metadata": {"name": "team"}})
     enable_fails(vn, sim, *CHART_MODE, "--namespace", "team", expect="Namespace 'team' already exists")
     assert sim.writes("kube") == []
+
+
+@pytest.mark.scenario(demo_with(caller={"roles": [{"role": "Contributor", "scope": "/subscriptions/{subscription}"}]}))
+def test_chart_missing_rights_on_both_scopes(vn, sim):
+    err = enable_fails(vn, sim, *CHART_MODE, expect="Microsoft.Authorization/roleAssignments/write")
+    assert "/virtualNetworks/demo-vnet" in err and "/resourceGroups/MC_demo-rg_aks-demo_westeurope" in err
