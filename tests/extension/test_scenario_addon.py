@@ -1,9 +1,10 @@
 """az aks virtual-node, add-on mode, end to end: the real az with the installed wheel against aksim."""
 from __future__ import annotations
 
-import time
 
 import pytest
+
+from tests.waiting import wait_for
 
 RG, NAME = "demo-rg", "aks-demo"
 IDS = ["-g", RG, "-n", NAME]
@@ -27,16 +28,6 @@ def addon_identity(sim) -> dict:
 def subnet(sim, name: str = "virtual-node-aci") -> dict | None:
     with sim.lock:
         return sim.world.arm.get(f"{VNET}/subnets/{name}")
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 def test_happy_path_enable_status_disable(vn, sim):

@@ -2,10 +2,11 @@
 aksim, installing the local virtual-kubelet-azure-aci chart (tests/fixtures/charts)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 from conftest import TOOLS_BIN
 
@@ -52,16 +53,6 @@ def store(sim):
 
 def helm_records(sim) -> list[dict]:
     return store(sim).list("secrets", None, "owner=helm")
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 def test_enable_status_disable_cycle(vn, sim):
