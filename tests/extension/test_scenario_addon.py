@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.waiting import wait_for
+from waiting import wait_for
 
 RG, NAME = "demo-rg", "aks-demo"
 IDS = ["-g", RG, "-n", NAME]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.waiting import wait_for
+from waiting import wait_for
 
 from conftest import TOOLS_BIN
 
