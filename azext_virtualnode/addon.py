@@ -44,6 +44,10 @@ class ClusterView:
         return self.model.name
 
     @property
+    def resource_group(self) -> str:
+        return self.model.id.split("/")[4]
+
+    @property
     def location(self) -> str:
         return self.model.location
 
@@ -158,7 +162,7 @@ def wait_until_idle(client: Any, resource_group: str, name: str, cluster: Cluste
 
 def require_azure_cni(cluster: ClusterView) -> None:
     """Virtual nodes need Azure CNI (node-subnet IPs) and a custom VNet the ACI subnet can live in."""
-    rg_hint = f"-g {cluster.id.split('/')[4]} -n {cluster.name}"
+    rg_hint = f"-g {cluster.resource_group} -n {cluster.name}"
     if cluster.network_plugin != "azure":
         raise ValidationError(
             f"Managed cluster '{cluster.name}' uses the '{cluster.network_plugin}' network plugin. Virtual nodes "

@@ -91,7 +91,7 @@ class Facts:  # pylint: disable=too-many-instance-attributes
 # -- judging -------------------------------------------------------------------------------------------
 def evaluate(f: Facts) -> list[Problem]:
     c = f.cluster
-    ids = f"-g {_rg(c.id)} -n {c.name}"
+    ids = f"-g {c.resource_group} -n {c.name}"
     problems: list[Problem] = []
     if c.busy:
         problems.append(Problem("ClusterBusy", f"Cluster operation in progress (provisioningState: "
@@ -241,11 +241,6 @@ def _mode(f: Facts) -> str:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
-
-
-def _rg(resource_id: str) -> str:
-    parts = resource_id.split("/")
-    return parts[4] if len(parts) > 4 else ""
 
 
 # -- the status object ---------------------------------------------------------------------------------

@@ -8,11 +8,11 @@ from azure.cli.core.azclierror import InvalidArgumentValueError, ValidationError
 
 from azext_virtualnode import _client_factory as cf
 from azext_virtualnode._consts import (ACI_CONTRIBUTOR, ACI_CONTRIBUTOR_ID, NETWORK_CONTRIBUTOR,
-                                       NETWORK_CONTRIBUTOR_ID, ROLE_MARKER)
+                                       NETWORK_CONTRIBUTOR_ID)
 from azext_virtualnode.addon import ClusterView
 from azext_virtualnode.context import Ctx, progress
 from azext_virtualnode.roles import (GROUP_WRITE, GROUP_WRITERS, SUBNET_WRITE, SUBNET_WRITERS, RoleClient,
-                                     action_allowed, role_guid, scope_covers)
+                                     action_allowed, created_here, role_guid, scope_covers)
 
 IDENTITY_API_VERSION = "2023-01-31"
 
@@ -131,7 +131,7 @@ def role_state(ctx: Ctx, identity: dict[str, Any], scope: str, need: RoleNeed = 
         return {"present": False, "role": need.role, "scope": scope, "id": None, "createdByExtension": False}
     return {"present": True, "role": need.writers.get(role_guid(grant.role_definition_id), "custom"),
             "scope": grant.scope, "id": grant.id,
-            "createdByExtension": (grant.description or "").startswith(ROLE_MARKER)}
+            "createdByExtension": created_here(grant)}
 
 
 def _custom_role_allows(roles: RoleClient, role_definition_id: str, actions: tuple[str, ...]) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from azure.cli.core.azclierror import ClientRequestError, ValidationError
+from azure.cli.core.azclierror import ValidationError
 
 from azext_virtualnode._consts import (CONNECTOR_LABEL_SELECTOR, CONNECTOR_NAMESPACE, LEASE_NAMESPACE, TAINT_EFFECT,
                                        TAINT_KEY, TAINT_VALUE, NODE_TYPE_LABEL)
@@ -114,9 +114,6 @@ class NodeFacts:  # pylint: disable=too-many-instance-attributes
     def lease_fresh(self, duration: float) -> bool:
         return self.lease_age is not None and self.lease_age <= duration
 
-    def verified(self, lease_duration: float) -> bool:
-        return self.registered and self.ready and self.taint_ok and self.label_ok and self.lease_fresh(lease_duration)
-
 
 def node_facts_from(node: Any, lease: Any | None, name: str) -> NodeFacts:
     if node is None:
@@ -202,61 +199,48 @@ class Kube:
                           tail_lines=lines) or ""
 
     def wait_node(self, name: str, deadline: float, want: Callable[[Any | None], bool]) -> Any | None:
-        """Watch the node (by field selector) until ``want(node_or_None)`` holds; returns the last node seen.
-
-        Raises TimeoutError at ``deadline``.
-        """
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-        node = self.node(name)
-        if want(node):
-            return node
-        while time.monotonic() < deadline:
-            remaining = max(1, int(deadline - time.monotonic()))
-            w = watch.Watch()
-            try:
-                for event in w.stream(self.core.list_node, field_selector=f"metadata.name={name}",
-                                      timeout_seconds=remaining, _request_timeout=remaining + 5):
-                    node = None if event["type"] == "DELETED" else event["object"]
-                    if want(node):
-                        return node
-            except ApiException as exc:
-                if exc.status == 410:
-                    continue
-                raise ClusterUnreachable(f"watching node {name} failed: {exc}") from exc
-            except Exception as exc:  # pylint: disable=broad-except
-                raise ClusterUnreachable(f"watching node {name} failed: {exc}") from exc
-            finally:
-                w.stop()
-            node = self.node(name)
-            if want(node):
-                return node
-        raise TimeoutError(name)
+        """Watch the node until ``want(node_or_None)`` holds; returns it. Raises TimeoutError at ``deadline``."""
+        return self._wait_named("node", self.node, self.core.list_node, name=name, deadline=deadline, want=want)
 
     def wait_lease_fresh(self, name: str, duration: float, deadline: float) -> float:
         """Watch the node's Lease until it was renewed within ``duration`` seconds; returns its age."""
+        def fresh(lease: Any | None) -> bool:
+            age = _age_seconds(lease.spec.renew_time) if lease is not None and lease.spec else None
+            return age is not None and age <= duration
+        lease = self._wait_named("lease", self.lease, self.coordination.list_namespaced_lease,
+                                 list_args=(LEASE_NAMESPACE,), name=name, deadline=deadline, want=fresh)
+        return _age_seconds(lease.spec.renew_time)
+
+    def _wait_named(self, kind: str, read: Callable[[str], Any | None], list_fn: Callable[..., Any], *,
+                    list_args: tuple[Any, ...] = (), name: str, deadline: float,
+                    want: Callable[[Any | None], bool]) -> Any | None:
+        """Read the object by name, then watch it (``fieldSelector=metadata.name=``) until ``want`` holds.
+
+        A watch that expires (410) or times out is re-established; other failures are ClusterUnreachable.
+        """
         from kubernetes import watch
-        lease = self.lease(name)
-        age = _age_seconds(lease.spec.renew_time) if lease is not None else None
-        if age is not None and age <= duration:
-            return age
+        from kubernetes.client.exceptions import ApiException
+        obj = read(name)
+        if want(obj):
+            return obj
         while time.monotonic() < deadline:
             remaining = max(1, int(deadline - time.monotonic()))
             w = watch.Watch()
             try:
-                for event in w.stream(self.coordination.list_namespaced_lease, LEASE_NAMESPACE,
-                                      field_selector=f"metadata.name={name}", timeout_seconds=remaining,
-                                      _request_timeout=remaining + 5):
-                    if event["type"] != "DELETED":
-                        age = _age_seconds(event["object"].spec.renew_time)
-                        if age is not None and age <= duration:
-                            return age
+                for event in w.stream(list_fn, *list_args, field_selector=f"metadata.name={name}",
+                                      timeout_seconds=remaining, _request_timeout=remaining + 5):
+                    obj = None if event["type"] == "DELETED" else event["object"]
+                    if want(obj):
+                        return obj
+            except ApiException as exc:
+                if exc.status == 410:
+                    continue
+                raise ClusterUnreachable(f"watching {kind} {name} failed: {exc}") from exc
+            except Exception as exc:  # pylint: disable=broad-except
+                raise ClusterUnreachable(f"watching {kind} {name} failed: {exc}") from exc
             finally:
                 w.stop()
+            obj = read(name)
+            if want(obj):
+                return obj
         raise TimeoutError(name)
-
-
-def connect_error(cluster_name: str, exc: Exception) -> ClientRequestError:
-    return ClientRequestError(
-        f"Could not reach the Kubernetes API server of cluster '{cluster_name}': {exc}. If it is a private "
-        "cluster or behind authorized IP ranges, run this command from a network that can reach it.")

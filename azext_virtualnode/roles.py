@@ -61,6 +61,11 @@ def role_guid(role_definition_id: str) -> str:
     return role_definition_id.rstrip("/").split("/")[-1].lower()
 
 
+def created_here(assignment: Any) -> bool:
+    """Whether this extension made the role assignment (its description carries ROLE_MARKER)."""
+    return (assignment.description or "").startswith(ROLE_MARKER)
+
+
 def assignment_name(scope: str, principal_id: str, role_id: str) -> str:
     """Deterministic name: a re-run PUTs the same assignment instead of creating a duplicate."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"virtual-node|{scope.lower()}|{principal_id}|{role_id}"))
@@ -180,15 +185,7 @@ class RoleClient:
         except ResourceNotFoundError:
             return []
         return [ra for ra in found
-                if ra.scope.lower() == scope.lower() and (ra.description or "").startswith(ROLE_MARKER)]
-
-    def delete_marked(self, scope: str) -> list[str]:
-        """Delete the assignments at exactly ``scope`` that this extension created; returns their IDs."""
-        removed = []
-        for ra in self.marked_at(scope):
-            self.delete(ra.id)
-            removed.append(ra.id)
-        return removed
+                if ra.scope.lower() == scope.lower() and created_here(ra)]
 
     def delete(self, assignment_id: str) -> None:
         self._client.role_assignments.delete_by_id(assignment_id)
