@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import ssl
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -403,14 +402,3 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = _dispatch  # noqa: N815
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def iter_json_lines(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    for event in events:
-        yield json.dumps(event, separators=(",", ":")).encode() + b"\n"

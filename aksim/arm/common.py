@@ -8,7 +8,6 @@ timer thread after the scenario's ``lro`` delay, and only then do its side effec
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -194,8 +193,3 @@ def require_api_version(req: Request) -> str:
 
 def ok_list(items: list[dict[str, Any]]) -> Response:
     return Response(200, {"value": items})
-
-
-def sleep_for(seconds: float) -> None:
-    if seconds > 0:
-        time.sleep(seconds)
