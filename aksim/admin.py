@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 from aksim.httpcore import FaultRule, HttpError, Request, Response
 
 if TYPE_CHECKING:
-    from aksim.sim import Simulator
+    from aksim.context import AdminContext
     from aksim.world import Cluster
 
 
-def register(sim: "Simulator") -> None:
+def register(sim: "AdminContext") -> None:
     r = sim.admin_router
 
     def info(_req: Request) -> Response:
@@ -90,7 +90,7 @@ def register(sim: "Simulator") -> None:
     r.add("POST|PATCH", "/_admin/timings", timings)
 
 
-def _cluster(sim: "Simulator", rg: str, name: str) -> "Cluster":
+def _cluster(sim: "AdminContext", rg: str, name: str) -> "Cluster":
     with sim.lock:
         for cluster in sim.world.clusters.values():
             if cluster.name.lower() == name.lower() and cluster.resource_group.lower() == rg.lower():

@@ -1,4 +1,4 @@
-"""The simulator: one object that owns the simulated cloud and its endpoints.
+"""The simulator: one object that owns the simulated cloud and its endpoints (the composition root).
 
 - ARM over HTTPS (``arm_url``), one router shared by the resource-provider modules in ``aksim.arm``;
 - one Kubernetes API over HTTPS per cluster (``aksim.kube``), started when a scenario creates the cluster;
@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from aksim.context import Hooks
 from aksim.httpcore import Endpoint, FaultRule, FaultTable, Router
 from aksim.scenario import Scenario, Timings, load_scenario
 from aksim.timers import Timers
@@ -38,6 +39,7 @@ class Simulator:
         self.admin = Endpoint("admin", self.admin_router, self.faults, ssl_context=None, port=admin_port)
         self.scenario: Scenario = load_scenario(scenario or {})
         self.world: Any = None          # aksim.world.World, built from the scenario
+        self.hooks = Hooks()
         self._register_services()
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -65,6 +67,7 @@ class Simulator:
 
     def load(self, scenario: str | Path | dict[str, Any] | Scenario) -> None:
         """Replace the whole simulated world with a fresh one built from ``scenario``."""
+        from aksim.seed import build_world
         from aksim.world import World
         scenario = load_scenario(scenario)
         self.timers.clear()
@@ -77,7 +80,7 @@ class Simulator:
                 self.faults.add(FaultRule(**rule))
             self.reset_logs()
             self.world = World(self, scenario)
-            self.world.build()
+            build_world(self.world)
 
     # -- accessors ------------------------------------------------------------------------------------
     @property
@@ -113,9 +116,10 @@ class Simulator:
         return {"total": 0, "counts": {}, "entries": []}
 
     def _register_services(self) -> None:
-        from aksim import admin
+        from aksim import admin, controlplane
         from aksim.arm import (authorization, containerinstance, containerservice, graph, identity, network,
                                resources)
         for module in (resources, network, containerservice, authorization, containerinstance, identity, graph):
             module.register(self)
         admin.register(self)
+        self.hooks.cluster_changed = controlplane.on_cluster_changed

@@ -12,7 +12,7 @@ from aksim.scenario import Scenario
 if TYPE_CHECKING:
     from aksim.httpcore import Endpoint
     from aksim.kube.store import KubeStore
-    from aksim.sim import Simulator
+    from aksim.context import SimContext
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Cluster:
 
 
 class World:
-    def __init__(self, sim: "Simulator", scenario: Scenario) -> None:
+    def __init__(self, sim: "SimContext", scenario: Scenario) -> None:
         self.sim = sim
         self.scenario = scenario
         self.arm = ArmState()
@@ -81,11 +81,7 @@ class World:
     def cluster_by_id(self, resource_id: str) -> Cluster | None:
         return self.clusters.get(resource_id.lower())
 
-    # -- build / teardown -----------------------------------------------------------------------------
-    def build(self) -> None:
-        from aksim import seed
-        seed.build_world(self)
-
+    # -- teardown -----------------------------------------------------------------------------
     def close(self) -> None:
         for cluster in self.clusters.values():
             if cluster.kube_endpoint is not None:

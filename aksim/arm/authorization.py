@@ -14,11 +14,12 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
-from aksim.arm.common import ProviderApi, not_found, ok_list, require_api_version, rg_not_found, utcnow
+from aksim.arm.common import not_found, ok_list, require_api_version, rg_not_found, utcnow
+from aksim.arm.provider import ProviderApi
 from aksim.httpcore import HttpError, Request, Response
 
 if TYPE_CHECKING:
-    from aksim.sim import Simulator
+    from aksim.context import SimContext
     from aksim.world import World
 
 RA_TYPE = "Microsoft.Authorization/roleAssignments"
@@ -321,7 +322,7 @@ class _Api(ProviderApi):
                              "notDataActions": []} for r in roles])
 
 
-def register(sim: "Simulator") -> None:
+def register(sim: "SimContext") -> None:
     api = _Api(sim)
     r = sim.arm_router
     base = "{scope:path}" + AUTH

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from aksim.httpcore import HttpError, Request, Response, retry_after_headers
 
 if TYPE_CHECKING:
-    from aksim.sim import Simulator
-    from aksim.world import World
+    from aksim.context import SimContext
 
 
 def utcnow() -> str:
@@ -116,7 +115,7 @@ class Operation:
 class Operations:
     """ARM async operations: ``.../providers/{ns}/locations/{loc}/operations/{id}`` (+ ``operationresults``)."""
 
-    def __init__(self, sim: "Simulator") -> None:
+    def __init__(self, sim: "SimContext") -> None:
         self.sim = sim
         self.ops: dict[str, Operation] = {}
 
@@ -165,18 +164,6 @@ class Operations:
         if op is None:
             raise HttpError(404, "NotFound", f"Operation {op_id} was not found.")
         return op
-
-
-class ProviderApi:
-    """Base of a resource provider's request handlers: they look up ``sim.world`` at request time, since a
-    scenario reload replaces the world."""
-
-    def __init__(self, sim: "Simulator") -> None:
-        self.sim = sim
-
-    @property
-    def world(self) -> "World":
-        return self.sim.world
 
 
 def api_version(req: Request) -> str | None:

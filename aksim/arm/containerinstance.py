@@ -16,7 +16,7 @@ from aksim.arm.resources import require_resource_group
 from aksim.httpcore import HttpError, Request, Response
 
 if TYPE_CHECKING:
-    from aksim.sim import Simulator
+    from aksim.context import SimContext
     from aksim.world import World
 
 CG_TYPE = "Microsoft.ContainerInstance/containerGroups"
@@ -113,7 +113,7 @@ def groups_in(world: "World", resource_group_id: str) -> list[dict[str, Any]]:
 
 
 # -- HTTP ---------------------------------------------------------------------------------------------
-def register(sim: "Simulator") -> None:
+def register(sim: "SimContext") -> None:
     def rg_id(req: Request) -> str:
         return require_resource_group(sim.world, req.params["sub"], req.params["rg"])["id"]
 

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from aksim.arm import identity
-from aksim.arm.common import ProviderApi, ok_list, parent_id, require_api_version, split_rg, utcnow
+from aksim.arm.common import ok_list, parent_id, require_api_version, split_rg, utcnow
+from aksim.arm.provider import ProviderApi
 from aksim.arm.resources import require_resource_group
 from aksim.httpcore import HttpError, Request, Response
 
 if TYPE_CHECKING:
-    from aksim.sim import Simulator
+    from aksim.context import SimContext
     from aksim.world import Cluster, World
 
 MC_TYPE = "Microsoft.ContainerService/ManagedClusters"
@@ -154,8 +155,7 @@ class ManagedClusters(ProviderApi):
                 if stored is None:
                     return {"code": "NotFound", "message": "cluster vanished"}
                 stored["properties"]["provisioningState"] = "Succeeded"
-                from aksim import controlplane
-                controlplane.on_cluster_changed(self.world, cluster)
+                self.sim.hooks.cluster_changed(self.world, cluster)
                 return None
 
             op = self.world.ops.start(sub, "Microsoft.ContainerService", desired["location"], complete)
@@ -233,7 +233,7 @@ class ManagedClusters(ProviderApi):
                                                  f"aciconnectorlinux-{mc['name']}")
 
 
-def register(sim: "Simulator") -> None:
+def register(sim: "SimContext") -> None:
     mcs = ManagedClusters(sim)
     r = sim.arm_router
     r.add("GET", "/subscriptions/{sub}/providers/Microsoft.ContainerService/managedClusters", mcs.list_sub)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aksim.httpcore import HttpError, Request, Response
 
 if TYPE_CHECKING:
-    from aksim.sim import Simulator
+    from aksim.context import SimContext
     from aksim.world import Principal
 
 _BY_SPN = re.compile(r"servicePrincipalNames/any\(c:c eq '([^']+)'\)", re.IGNORECASE)
@@ -24,7 +24,7 @@ def _sp_body(p: "Principal") -> dict[str, Any]:
             "ManagedIdentity" if p.kind == "ManagedIdentity" else "Application", "accountEnabled": True}
 
 
-def register(sim: "Simulator") -> None:
+def register(sim: "SimContext") -> None:
     def list_sps(req: Request) -> Response:
         flt = req.q("$filter") or ""
         m = _BY_SPN.search(flt) or _BY_APPID.search(flt)

@@ -16,7 +16,7 @@ from aksim.arm.resources import require_resource_group
 from aksim.httpcore import Request, Response
 
 if TYPE_CHECKING:
-    from aksim.sim import Simulator
+    from aksim.context import SimContext
     from aksim.world import Principal, World
 
 UAMI_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
@@ -56,7 +56,7 @@ def identity_ref(world: "World", resource_id: str) -> dict[str, str]:
             "objectId": res["properties"]["principalId"]}
 
 
-def register(sim: "Simulator") -> None:
+def register(sim: "SimContext") -> None:
     def token(req: Request) -> Response:
         if req.headers.get("x-identity-header") != IDENTITY_HEADER:
             return Response(401, {"statusCode": 401, "message": "X-IDENTITY-HEADER missing or wrong."})

@@ -16,12 +16,13 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 
 from aksim.arm import authorization
-from aksim.arm.common import ProviderApi, name_of, not_found, ok_list, require_api_version
+from aksim.arm.common import name_of, not_found, ok_list, require_api_version
+from aksim.arm.provider import ProviderApi
 from aksim.arm.resources import require_resource_group
 from aksim.httpcore import HttpError, Request, Response
 
 if TYPE_CHECKING:
-    from aksim.sim import Simulator
+    from aksim.context import SimContext
     from aksim.world import World
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -641,7 +642,7 @@ class _Api(ProviderApi):
         return handler
 
 
-def register(sim: "Simulator") -> None:
+def register(sim: "SimContext") -> None:
     api = _Api(sim)
     r = sim.arm_router
     r.add("GET", "/subscriptions/{sub}/providers/Microsoft.Network/virtualNetworks", api.list_all_vnets)

@@ -7,7 +7,7 @@ from aksim.arm.common import ok_list, require_api_version, rg_not_found
 from aksim.httpcore import HttpError, Request, Response
 
 if TYPE_CHECKING:
-    from aksim.sim import Simulator
+    from aksim.context import SimContext
     from aksim.world import World
 
 SUB = "/subscriptions/{sub}"
@@ -67,7 +67,7 @@ def provider_body(world: "World", namespace: str) -> dict[str, Any]:
                               for t in PROVIDER_RESOURCE_TYPES.get(canonical, [])]}
 
 
-def register(sim: "Simulator") -> None:
+def register(sim: "SimContext") -> None:
     r = sim.arm_router
 
     def world() -> "World":

@@ -22,7 +22,7 @@ from aksim.httpcore import HttpError
 from aksim.kube.store import DELETED
 
 if TYPE_CHECKING:
-    from aksim.controlplane.runtime import ControlPlane
+    from aksim.controlplane.base import Runtime
 
 PUBLIC_BASE = ipaddress.ip_address("20.50.0.0")     # groups outside a VNet get public addresses
 
@@ -38,7 +38,7 @@ def _controller(node: str) -> str:
 
 
 class AciProvider:
-    def __init__(self, cp: "ControlPlane") -> None:
+    def __init__(self, cp: "Runtime") -> None:
         self.cp = cp
         self._groups: dict[str, Group] = {}       # pod key -> its container group
         self._orphans: list[Group] = []           # groups whose pod went while no connector ran

@@ -15,7 +15,7 @@ from aksim.controlplane.connector import DEFAULT_NODE_NAME, VERSION
 from aksim.kube.store import AlreadyExists
 
 if TYPE_CHECKING:
-    from aksim.controlplane.runtime import ControlPlane
+    from aksim.controlplane.base import Runtime
 
 NAME = "aci-connector-linux"
 NAMESPACE = "kube-system"
@@ -29,7 +29,7 @@ def _b64(text: str) -> str:
 
 
 class AddonManager:
-    def __init__(self, cp: "ControlPlane") -> None:
+    def __init__(self, cp: "Runtime") -> None:
         self.cp = cp
         self.subnet: str | None = None        # the subnet the installed (or installing) connector uses
         self._subnet_id = ""

@@ -21,11 +21,11 @@ from aksim.arm.containerservice import agent_pool_vnet_id, is_msi
 from aksim.controlplane import events
 from aksim.controlplane.podutil import (Obj, container_id, image_id, key_of, mark_running, set_condition,
                                        split_key)
-from aksim.controlplane.runtime import now_micro, now_rfc3339
+from aksim.controlplane.base import now_micro, now_rfc3339
 from aksim.kube.store import DELETED, NotFound
 
 if TYPE_CHECKING:
-    from aksim.controlplane.runtime import ControlPlane
+    from aksim.controlplane.base import Runtime
     from aksim.controlplane.scheduler import NodeInfo
     from aksim.world import Principal
 
@@ -101,7 +101,7 @@ def _container(pod: Obj) -> Obj:
     return next(c for c in pod["spec"]["containers"] if VK_IMAGE_MARK in c.get("image", ""))
 
 
-def _env(cp: "ControlPlane", pod: Obj, container: Obj) -> dict[str, str]:
+def _env(cp: "Runtime", pod: Obj, container: Obj) -> dict[str, str]:
     env: dict[str, str] = {}
     for var in container.get("env") or []:
         ref = (var.get("valueFrom") or {}).get("secretKeyRef")
@@ -138,7 +138,7 @@ def _taint(env: dict[str, str], flags: dict[str, str]) -> Obj | None:
             "effect": env.get("VKUBELET_TAINT_EFFECT", DEFAULT_TAINT["effect"])}
 
 
-def _client_id(cp: "ControlPlane", env: dict[str, str]) -> tuple[str, bool]:
+def _client_id(cp: "Runtime", env: dict[str, str]) -> tuple[str, bool]:
     """The identity the provider authenticates as and whether it is a managed identity.
 
     ``AZURE_CLIENT_ID`` (a service principal) wins over ``VIRTUALNODE_USER_IDENTITY_CLIENTID``; with neither,
@@ -157,7 +157,7 @@ def _client_id(cp: "ControlPlane", env: dict[str, str]) -> tuple[str, bool]:
     return mc["properties"]["servicePrincipalProfile"]["clientId"], False
 
 
-def read_config(cp: "ControlPlane", pod: Obj) -> ConnectorConfig:
+def read_config(cp: "Runtime", pod: Obj) -> ConnectorConfig:
     container = _container(pod)
     env, flags = _env(cp, pod, container), _flags(container)
     sub = cp.world.scenario.subscription_id
@@ -196,7 +196,7 @@ class Connector:
 
 
 class Connectors:
-    def __init__(self, cp: "ControlPlane") -> None:
+    def __init__(self, cp: "Runtime") -> None:
         self.cp = cp
         self._by_pod: dict[str, Connector] = {}
         self.by_node: dict[str, Connector] = {}        # registered, healthy connectors

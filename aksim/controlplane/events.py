@@ -4,11 +4,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from aksim.controlplane.runtime import now_rfc3339
+from aksim.controlplane.base import now_rfc3339
 from aksim.kube.store import KubeError
 
 if TYPE_CHECKING:
-    from aksim.controlplane.runtime import ControlPlane
+    from aksim.controlplane.base import Runtime
 
 NORMAL, WARNING = "Normal", "Warning"
 
@@ -24,7 +24,7 @@ def involved(obj: dict[str, Any], field_path: str = "") -> dict[str, Any]:
     return ref
 
 
-def record(cp: "ControlPlane", obj: dict[str, Any], reason: str, message: str, *, type_: str = NORMAL,
+def record(cp: "Runtime", obj: dict[str, Any], reason: str, message: str, *, type_: str = NORMAL,
            component: str, host: str = "", field_path: str = "") -> None:
     """Record an event about ``obj`` in its namespace (``default`` for cluster-scoped objects)."""
     meta = obj["metadata"]
@@ -49,7 +49,7 @@ def record(cp: "ControlPlane", obj: dict[str, Any], reason: str, message: str, *
     cp.event_index[key] = event["metadata"]["name"]
 
 
-def container_started(cp: "ControlPlane", pod: dict[str, Any], container: dict[str, Any], host: str) -> None:
+def container_started(cp: "Runtime", pod: dict[str, Any], container: dict[str, Any], host: str) -> None:
     """The kubelet's events for one container (re)start."""
     path = f"spec.containers{{{container['name']}}}"
     record(cp, pod, "Pulled", f'Container image "{container.get("image", "")}" already present on machine',

@@ -15,14 +15,14 @@ from aksim.controlplane.podutil import Obj, is_active, key_of, mark_running, spl
 from aksim.kube.store import DELETED
 
 if TYPE_CHECKING:
-    from aksim.controlplane.runtime import ControlPlane
+    from aksim.controlplane.base import Runtime
     from aksim.controlplane.scheduler import NodeInfo
 
 POD_RANGE_BASE = ipaddress.ip_address("10.128.0.0")    # node N gets 10.128.0.0 + N*256 .. +255
 
 
 class Kubelet:
-    def __init__(self, cp: "ControlPlane") -> None:
+    def __init__(self, cp: "Runtime") -> None:
         self.cp = cp
         self._started: set[str] = set()
         self._addresses: dict[str, int] = {}

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any, NamedTuple
 
-from aksim.controlplane.runtime import now_rfc3339
+from aksim.controlplane.base import now_rfc3339
 
 Obj = dict[str, Any]
 

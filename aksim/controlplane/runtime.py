@@ -5,43 +5,25 @@ record what changed there and do their writes later, from timer callbacks (``Con
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable
 
-from aksim.kube.store import KubeError
+from aksim.controlplane.aci import AciProvider
+from aksim.controlplane.addon import AddonManager
+from aksim.controlplane.connector import Connectors
+from aksim.controlplane.kubelet import Kubelet
+from aksim.controlplane.scheduler import Scheduler
+from aksim.controlplane.workloads import Workloads
 
 if TYPE_CHECKING:
     from aksim.kube.store import KubeStore
     from aksim.scenario import Timings
     from aksim.world import Cluster, World
 
-K = TypeVar("K", bound=Hashable)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_micro() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
 
 class ControlPlane:
     """Everything the simulated control plane keeps about one cluster."""
 
     def __init__(self, world: "World", cluster: "Cluster") -> None:
-        from aksim.controlplane.aci import AciProvider
-        from aksim.controlplane.addon import AddonManager
-        from aksim.controlplane.connector import Connectors
-        from aksim.controlplane.kubelet import Kubelet
-        from aksim.controlplane.scheduler import Scheduler
-        from aksim.controlplane.workloads import Workloads
         self.world = world
         self.cluster = cluster
         self.event_index: dict[tuple[str, ...], str] = {}
@@ -91,32 +73,3 @@ class ControlPlane:
             self.kubelet.on_node(event_type, obj)
         elif resource in ("deployments.apps", "replicasets.apps"):
             self.workloads.on_workload(event_type, resource, obj)
-
-
-class WorkQueue(Generic[K]):
-    """Keys to reconcile, processed in one timer callback after ``delay()`` (duplicates coalesce)."""
-
-    def __init__(self, cp: ControlPlane, delay: Callable[[], float], handler: Callable[[K], None]) -> None:
-        self._cp = cp
-        self._delay = delay
-        self._handler = handler
-        self._keys: dict[K, None] = {}
-        self._scheduled = False
-
-    def add(self, key: K) -> None:
-        self._keys[key] = None
-        if not self._scheduled:
-            self._scheduled = True
-            self._cp.later(self._delay(), self._run)
-
-    def discard(self, key: K) -> None:
-        self._keys.pop(key, None)
-
-    def _run(self) -> None:
-        self._scheduled = False
-        keys, self._keys = list(self._keys), {}
-        for key in keys:
-            try:
-                self._handler(key)
-            except KubeError:       # lost a race with a user write; the next event re-queues the key
-                continue

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from aksim.controlplane import events
 from aksim.controlplane.podutil import (Obj, Requests, condition, is_active, is_terminated, key_of, memory_bytes,
                                        milli_cpu, pod_requests, set_condition, split_key)
-from aksim.controlplane.runtime import WorkQueue
+from aksim.controlplane.base import WorkQueue
 from aksim.kube.store import DELETED
 
 if TYPE_CHECKING:
-    from aksim.controlplane.runtime import ControlPlane
+    from aksim.controlplane.base import Runtime
 
 COMPONENT = "default-scheduler"
 VIRTUAL_KUBELET_TYPE = "virtual-kubelet"
@@ -194,7 +194,7 @@ def node_info(node: Obj, index: int) -> NodeInfo:
 
 
 class Scheduler:
-    def __init__(self, cp: "ControlPlane") -> None:
+    def __init__(self, cp: "Runtime") -> None:
         self.cp = cp
         self.nodes: dict[str, NodeInfo] = {}
         self.usage: dict[str, Usage] = {}

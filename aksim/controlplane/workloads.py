@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from aksim.controlplane import events
 from aksim.controlplane.podutil import (Obj, condition, controller_of, is_active, is_ready, key_of, owner_reference,
                                        split_key)
-from aksim.controlplane.runtime import WorkQueue, now_rfc3339, parse_time
+from aksim.controlplane.base import WorkQueue, now_rfc3339, parse_time
 from aksim.kube.selectors import label_selector_string
 from aksim.kube.store import DELETED, clone
 
 if TYPE_CHECKING:
-    from aksim.controlplane.runtime import ControlPlane
+    from aksim.controlplane.base import Runtime
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -160,7 +160,7 @@ def _owned_by(obj: Obj, owner: Obj) -> bool:
 
 
 class Workloads:
-    def __init__(self, cp: "ControlPlane") -> None:
+    def __init__(self, cp: "Runtime") -> None:
         self.cp = cp
         self._deployments: WorkQueue[str] = WorkQueue(cp, lambda: cp.timings.controller, self._sync_deployment)
         self._replicasets: WorkQueue[str] = WorkQueue(cp, lambda: cp.timings.controller, self._sync_replicaset)
