@@ -292,16 +292,33 @@ class Plan:  # pylint: disable=too-many-instance-attributes
             _nest(patch, self.kind.template_path + ("spec",), spec_patch)
         return patch
 
-    def fragment(self) -> Obj:
-        """The workload as ``kubectl apply`` should see it: the resulting fields of the pod template (null for a
-        field that was set and is now empty) plus the ownership annotation. For GitOps manifests."""
+    def fragment(self, obj: Obj) -> Obj:
+        """The workload as it would be, ready for ``kubectl apply`` or a GitOps manifest: the whole object (a
+        partial manifest would make ``kubectl apply`` drop every field it leaves out of an apply-managed object)
+        without what the server fills in, with the resulting pod-template fields (null for a field that was set
+        and is now empty) and the ownership annotation."""
+        manifest = copy.deepcopy(obj)
+        manifest.pop("status", None)
+        manifest["apiVersion"], manifest["kind"] = self.kind.api_version, self.kind.kind
+        meta = manifest.setdefault("metadata", {})
+        for key in _SERVER_FIELDS:
+            meta.pop(key, None)
+        annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _SERVER_ANNOTATIONS}
+        annotation = _annotation(self.managed_after)
+        if annotation is None:
+            annotations.pop(PLACEMENT_ANNOTATION, None)
+        else:
+            annotations[PLACEMENT_ANNOTATION] = annotation
+        meta["annotations"] = annotations
+        if not annotations:
+            del meta["annotations"]
+        spec = _template(manifest, self.kind).setdefault("spec", {})
+        for key in ("nodeSelector", "tolerations", "affinity"):
+            spec.pop(key, None)
         fields: Obj = self.after.fields()
         for key in self.before.fields():
             fields.setdefault(key, None)
-        manifest: Obj = {"apiVersion": self.kind.api_version, "kind": self.kind.kind,
-                         "metadata": {"name": self.name, "namespace": self.namespace,
-                                      "annotations": {PLACEMENT_ANNOTATION: _annotation(self.managed_after)}}}
-        _nest(manifest, self.kind.template_path + ("spec",), fields)
+        spec.update(fields)
         return manifest
 
     def result(self, applied: bool) -> Obj:
@@ -309,6 +326,11 @@ class Plan:  # pylint: disable=too-many-instance-attributes
                 "policy": self.policy, "changed": self.changed, "applied": applied,
                 "added": self.added.summary(), "removed": self.removed.summary(),
                 "warnings": self.warnings, "podTemplate": {"spec": self.after.fields()}}
+
+
+_SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
+                  "deletionTimestamp", "deletionGracePeriodSeconds")
+_SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision")
 
 
 def _annotation(managed: Managed | None) -> str | None:

@@ -139,7 +139,7 @@ def _place(ctx: Ctx, api: Workloads, kind: Kind, name: str, namespace: str, poli
                 for warning in p.warnings:
                     logger.warning("Warning: %s.", warning)
         if dry_run:
-            return p.fragment()
+            return p.fragment(obj)
         patch = p.merge_patch((obj.get("metadata") or {}).get("resourceVersion"))
         if patch is None:
             progress(f"{kind.kind} '{name}' already has placement policy '{policy}'; nothing to change.")

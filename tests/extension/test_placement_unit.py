@@ -171,20 +171,26 @@ def test_cronjob_template_path_and_fragment():
             "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": {
                 "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}}
     p = plan(cron, KINDS["cronjob"], "only", ADDON)
-    frag = p.fragment()
-    assert frag["apiVersion"] == "batch/v1" and frag["kind"] == "CronJob"
+    frag = p.fragment(cron)
+    assert frag["apiVersion"] == "batch/v1" and frag["kind"] == "CronJob" and frag["spec"]["schedule"] == "@daily"
     pod = frag["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["containers"] == [{"name": "c", "image": "busybox"}]
     assert pod["nodeSelector"]["type"] == "virtual-kubelet" and pod["tolerations"] == [PROVIDER, LEGACY]
     patch = p.merge_patch("7")
     assert patch["metadata"]["resourceVersion"] == "7"
     assert set(patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]) == {"nodeSelector", "tolerations"}
 
 
-def test_fragment_of_off_nulls_fields_that_became_empty():
+def test_fragment_is_the_whole_workload_without_server_fields_and_nulls_emptied_fields():
     placed, _ = run(deployment(), "only")
-    frag = plan(placed, DEPLOY, "off", None).fragment()
-    assert frag["spec"]["template"]["spec"] == {"nodeSelector": None, "tolerations": None}
-    assert frag["metadata"]["annotations"] == {PLACEMENT_ANNOTATION: None}
+    placed["status"] = {"replicas": 2}
+    placed["metadata"].update(uid="u", generation=3, managedFields=[{}])
+    placed["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = "{}"
+    frag = plan(placed, DEPLOY, "off", None).fragment(placed)
+    assert frag["spec"]["template"]["spec"] == {"containers": [{"name": "web", "image": "nginx"}],
+                                                "nodeSelector": None, "tolerations": None}
+    assert frag["metadata"] == {"name": "web", "namespace": "shop"} and "status" not in frag
+    assert frag["spec"]["selector"] == {"matchLabels": {"app": "web"}} and frag["spec"]["replicas"] == 2
 
 
 def test_merge_diff():
