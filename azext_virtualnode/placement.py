@@ -259,6 +259,28 @@ def selector_conflicts(s: Scheduling, want: Managed) -> list[str]:
             if k in s.node_selector and s.node_selector[k] != v]
 
 
+def affinity_conflicts(spec: Obj, target: ModeTarget) -> list[str]:
+    """Required node-affinity expressions on the virtual node's own label keys that its labels fail, when every
+    term has one: then no term can match the virtual node (e.g. the chart-style ``type NotIn virtual-kubelet``)."""
+    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
+    labels = target.node_selector
+    blocking = []
+    for term in required:
+        failed = [e for e in term.get("matchExpressions") or [] if e.get("key") in labels
+                  and not _holds(e, labels)]
+        if not failed:
+            return []
+        blocking.append(f"{failed[0].get('key')} {failed[0].get('operator')} {failed[0].get('values') or []}")
+    return blocking
+
+
+def _holds(expr: Obj, labels: dict[str, str]) -> bool:
+    key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
+    return {"In": key in labels and labels[key] in values, "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels, "DoesNotExist": key not in labels}.get(op, True)
+
+
 # -- the plan ---------------------------------------------------------------------------------------------
 @dataclass
 class Plan:  # pylint: disable=too-many-instance-attributes
@@ -381,6 +403,12 @@ def plan(obj: Obj, kind: Kind, policy: str, target: ModeTarget | None) -> Plan:
             f"{kind.kind} '{name}' selects nodes with {', '.join(conflicts)}, which contradicts the virtual node's "
             f"{', '.join(f'{k}={v}' for k, v in want.node_selector.items())}: its pods could never run there. "
             "Remove that nodeSelector entry first (kubectl edit), or use --policy burst.")
+    blocking = affinity_conflicts(spec, target) if policy == "only" else []
+    if blocking:
+        raise PlacementError(
+            f"{kind.kind} '{name}' requires nodes with {'; '.join(blocking)} (required node affinity), which the "
+            "virtual node does not have: its pods could never run there. Remove that term first (kubectl edit), "
+            "or use --policy burst.")
     added = add_missing(after, want)
     # The annotation records what place manages now: what it just added plus what it had added before and kept.
     kept = Managed(policy, target.mode,

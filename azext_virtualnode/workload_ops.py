@@ -137,7 +137,7 @@ def _place(ctx: Ctx, api: Workloads, kind: Kind, name: str, namespace: str, poli
             p.warnings = [f"{target.description} cannot run: {w}" for w in unsupported(pod_spec(obj, kind), target)]
             if attempt == 0:
                 for warning in p.warnings:
-                    logger.warning("Warning: %s.", warning)
+                    logger.warning("%s.", warning)
         if dry_run:
             return p.fragment(obj)
         patch = p.merge_patch((obj.get("metadata") or {}).get("resourceVersion"))

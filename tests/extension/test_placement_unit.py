@@ -113,9 +113,20 @@ def test_off_without_place_changes_nothing_and_keeps_a_user_edit_of_a_managed_en
     assert tspec(off)["nodeSelector"] == {"type": "gpu"}
 
 
-def test_only_refuses_a_contradicting_selector():
+def test_only_refuses_a_contradicting_selector_or_required_affinity():
     with pytest.raises(PlacementError, match="kubernetes.io/os=windows, which contradicts"):
         plan(deployment({"nodeSelector": {"kubernetes.io/os": "windows"}}), DEPLOY, "only", ADDON)
+    no_virtual = {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "type", "operator": "NotIn", "values": ["virtual-kubelet"]},
+        {"key": "kubernetes.azure.com/cluster", "operator": "Exists"}]}]}
+    obj = deployment({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": no_virtual}}})
+    with pytest.raises(PlacementError, match=r"requires nodes with type NotIn \['virtual-kubelet'\]"):
+        plan(obj, DEPLOY, "only", ADDON)
+    assert plan(obj, DEPLOY, "burst", ADDON).changed          # burst pods just stay on the regular nodes
+    either = {"nodeSelectorTerms": no_virtual["nodeSelectorTerms"] + [{"matchExpressions": [
+        {"key": "zone", "operator": "In", "values": ["1"]}]}]}
+    ok = deployment({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": either}}})
+    assert plan(ok, DEPLOY, "only", ADDON).changed            # another term may still match the virtual node
 
 
 # -- burst ------------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ def with_addon() -> dict:
         {"name": "virtual-node-aci", "prefix": "10.241.0.0/16",
          "delegation": "Microsoft.ContainerInstance/containerGroups"})
     raw["clusters"][0]["addon"] = {"subnet": "virtual-node-aci"}
-    raw["clusters"][0]["role_assignments"] = [
-        {"principal": "addon", "role": "Network Contributor", "scope": f"/subscriptions/{{subscription}}/resourceGroups/{RG}"}]
+    raw["clusters"][0]["role_assignments"] = [{"principal": "addon", "role": "Network Contributor",
+                                                "scope": f"/subscriptions/{{subscription}}/resourceGroups/{RG}"}]
     return raw
 
 
@@ -146,7 +146,8 @@ def test_burst_fills_regular_nodes_first_and_scale_down_removes_the_virtual_pods
     from aksim import controlplane
     with sim.lock:
         scheduler = controlplane.control_plane(sim.cluster()).scheduler
-        free = {n: info.cpu - scheduler.usage[n].cpu for n, info in scheduler.nodes.items() if not info.virtual}
+        free = {n: info.cpu - (scheduler.usage[n].cpu if n in scheduler.usage else 0)
+                for n, info in scheduler.nodes.items() if not info.virtual}
     assert all(f < 700 for f in free.values()), free
     per_node = {n: nodes_of(regular).count(n) for n in free}
     assert on_virtual and len(on_virtual) + len(regular) == 12
@@ -223,8 +224,8 @@ def test_status_names_the_old_toleration_key_and_the_place_command_fixes_it(vn, 
 
 # -- acceptance 6: orphaned container groups and prune -----------------------------------------------------
 def bare_pod(name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default",
-                                                             "labels": {"app": name}},
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
             "spec": {"nodeSelector": {"type": "virtual-kubelet"}, "tolerations": [PROVIDER],
                      "containers": [{"name": "app", "image": "mcr.microsoft.com/azuredocs/aci-helloworld"}]}}
 
