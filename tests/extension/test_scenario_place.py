@@ -32,8 +32,8 @@ def with_addon() -> dict:
         {"name": "virtual-node-aci", "prefix": "10.241.0.0/16",
          "delegation": "Microsoft.ContainerInstance/containerGroups"})
     raw["clusters"][0]["addon"] = {"subnet": "virtual-node-aci"}
-    raw["clusters"][0]["role_assignments"] = [{"principal": "addon", "role": "Network Contributor",
-                                                "scope": f"/subscriptions/{{subscription}}/resourceGroups/{RG}"}]
+    scope = f"/subscriptions/{{subscription}}/resourceGroups/{RG}"
+    raw["clusters"][0]["role_assignments"] = [{"principal": "addon", "role": "Network Contributor", "scope": scope}]
     return raw
 
 
