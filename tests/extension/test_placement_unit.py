@@ -303,3 +303,18 @@ def test_ghost_nodes_are_release_nodes_without_their_pod():
     assert ghost_nodes(["vn-virtualnode-0", "vn-virtualnode-1", "vn-virtualnode-2"],
                        {"vn-virtualnode-0"}) == ["vn-virtualnode-1", "vn-virtualnode-2"]
     assert ghost_nodes(["virtualnode-0"], {"virtualnode-0"}) == []
+
+
+def test_status_carries_pending_pods_and_orphans():
+    """health.evaluate/build_status with the workload facts (the shapes status documents)."""
+    from azext_virtualnode.health import build_status, evaluate
+    from test_health_unit import healthy_facts
+    findings = pending_findings([pending({"nodeSelector": V1_SELECTOR})], ADDON, [V1_NODE])
+    orphans = [{"name": "shop-b", "id": "/x/shop-b", "namespace": "shop", "podName": "b", "podUid": None}]
+    f = healthy_facts(pending=findings, orphaned=orphans, container_groups=2)
+    codes = [p.code for p in evaluate(f)]
+    assert codes == ["PodsCannotSchedule", "OrphanContainerGroups"]
+    st = build_status(f, evaluate(f))
+    assert st["healthy"] is True                                      # warnings: the virtual node works
+    assert st["workload"]["pending"][0]["reason"] == TOLERATION_MISSING
+    assert st["containerGroups"] == {"count": 2, "orphaned": orphans}
