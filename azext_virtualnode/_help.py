@@ -91,3 +91,48 @@ examples:
   - name: Wait for the virtual node to be removed
     text: az aks virtual-node wait -g MyResourceGroup -n MyCluster --deleted
 """
+
+helps["aks virtual-node place"] = """
+type: command
+short-summary: Put a workload on the virtual node (only there, or bursting there), or take it off again.
+long-summary: >-
+    Writes the pod-template fields the installed connector needs, merged into the workload without touching
+    the rest. '--policy only' adds the virtual node's nodeSelector (type=virtual-kubelet, kubernetes.io/os=linux)
+    and tolerations (virtual-kubelet.io/provider, and the legacy azure.com/aci), so every pod runs in ACI.
+    '--policy burst' adds the tolerations and a preferred node affinity (weight 100) for the regular nodes
+    (type NotIn virtual-kubelet): pods fill the regular nodes first and go to ACI only when those are full.
+    On scale-down the ReplicaSet deletes pods on the node holding the most replicas of the workload first, so
+    the virtual-node pods go first while the virtual node holds more of them than any regular node; once
+    counts are even, the most recently ready pods go first, wherever they run (per-pod
+    controller.kubernetes.io/pod-deletion-cost cannot be set through a Deployment's template).
+    '--policy off' removes exactly what 'place' added (recorded in the annotation
+    virtual-node.aks.azure.com/placement), keeping your own tolerations, selectors and affinity. A re-run
+    changes nothing. Changing a Deployment's or StatefulSet's pod template rolls its pods. Before changing
+    anything it warns about what the connector cannot run (init containers, host network, privileged
+    containers, unsupported volumes...). A started Job cannot be changed; --dry-run prints the fields to
+    re-create it with.
+examples:
+  - name: Run every pod of a Deployment on the virtual node (ACI)
+    text: az aks virtual-node place -g MyResourceGroup -n MyCluster --workload deployment/web --policy only
+  - name: Fill the regular nodes first and burst the rest to ACI
+    text: az aks virtual-node place -g MyResourceGroup -n MyCluster --workload deployment/web --namespace shop --policy burst
+  - name: Print the manifest fragment for GitOps (nothing is changed)
+    text: az aks virtual-node place -g MyResourceGroup -n MyCluster --workload deployment/web --policy only --dry-run -o yaml
+  - name: Take the workload off the virtual node again
+    text: az aks virtual-node place -g MyResourceGroup -n MyCluster --workload deployment/web --policy off
+"""
+
+helps["aks virtual-node prune"] = """
+type: command
+short-summary: Delete the container groups of the virtual node whose pod no longer exists.
+long-summary: >-
+    A pod deleted while the connector was down leaves its container group running in ACI, and billed
+    ('az aks virtual-node status' reports them as OrphanContainerGroups). prune lists them, asks, and deletes
+    exactly those (a group whose pod has come back meanwhile is skipped). 'status' itself never deletes
+    anything.
+examples:
+  - name: List what would be deleted
+    text: az aks virtual-node prune -g MyResourceGroup -n MyCluster --dry-run
+  - name: Delete the orphaned container groups without a prompt
+    text: az aks virtual-node prune -g MyResourceGroup -n MyCluster --yes
+"""

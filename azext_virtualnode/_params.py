@@ -1,6 +1,7 @@
 from azext_virtualnode._consts import (CHART_NAME, CHART_NAMESPACE, CHART_NODE_NAME, CHART_RELEASE, CHART_VERSION,
                                        DEFAULT_SUBNET_NAME, DEFAULT_TIMEOUT)
-from azext_virtualnode._validators import validate_enable, validate_positive, validate_subnet_name, validate_wait
+from azext_virtualnode._validators import (validate_enable, validate_place, validate_positive,
+                                           validate_subnet_name, validate_wait)
 
 
 def load_arguments(self, _):
@@ -61,3 +62,20 @@ def load_arguments(self, _):
                    help="Wait until the add-on is off and the virtual node is gone.")
         c.argument("timeout", type=int, default=DEFAULT_TIMEOUT, help="Maximum seconds to wait.")
         c.argument("interval", type=int, default=10, help="Seconds between checks of the cluster's Azure state.")
+
+    with self.argument_context("aks virtual-node place", validator=validate_place) as c:
+        c.argument("workload", help="The workload to place, as KIND/NAME: deployment, statefulset, replicaset, job "
+                   "or cronjob (DaemonSets never run on virtual nodes), e.g. deployment/web.")
+        c.argument("namespace", options_list=["--namespace"], help="Namespace of the workload (default 'default').")
+        c.argument("policy", arg_type=get_enum_type(["only", "burst", "off"]),
+                   help="'only': pin every pod to the virtual node (its nodeSelector and tolerations); 'burst': "
+                   "tolerate the virtual node and prefer the regular nodes, so pods go to ACI only when the regular "
+                   "nodes are full; 'off': remove what 'place' added, nothing else.")
+        c.argument("dry_run", arg_type=get_three_state_flag(),
+                   help="Change nothing; print the workload fragment (pod-template fields and the ownership "
+                   "annotation) that 'kubectl apply' or a GitOps manifest would take.")
+
+    with self.argument_context("aks virtual-node prune") as c:
+        c.argument("dry_run", arg_type=get_three_state_flag(), help="Only list what would be deleted.")
+        c.argument("yes", options_list=["--yes", "-y"], arg_type=get_three_state_flag(),
+                   help="Do not prompt for confirmation.")

@@ -81,3 +81,15 @@ def validate_wait(namespace: Any) -> None:
         raise InvalidArgumentValueError("Specify exactly one of --ready or --deleted.")
     validate_positive("--timeout", "timeout")(namespace)
     validate_positive("--interval", "interval")(namespace)
+
+
+def validate_place(namespace: Any) -> None:
+    from azext_virtualnode.placement import PlacementError, parse_workload
+    try:
+        parse_workload(getattr(namespace, "workload", None) or "")
+    except PlacementError as exc:
+        raise InvalidArgumentValueError(str(exc)) from None
+    ns = getattr(namespace, "namespace", None)
+    if ns is not None and (len(ns) > 63 or not _DNS_LABEL.match(ns)):
+        raise InvalidArgumentValueError(f"--namespace '{ns}' is not a valid namespace name: at most 63 lowercase "
+                                        "letters, digits and '-', starting and ending with a letter or digit.")

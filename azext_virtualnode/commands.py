@@ -7,3 +7,5 @@ def load_command_table(self, _):
         g.custom_command("disable", "disable_virtual_node")
         g.custom_show_command("status", "virtual_node_status", table_transformer=status_table_format)
         g.custom_command("wait", "wait_virtual_node")
+        g.custom_command("place", "place_workload")
+        g.custom_command("prune", "prune_virtual_node")

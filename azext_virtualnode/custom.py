@@ -43,3 +43,15 @@ def wait_virtual_node(cmd: Any, resource_group_name: str, name: str, ready: bool
                       timeout: int = DEFAULT_TIMEOUT, interval: int = 10) -> None:
     from azext_virtualnode.workflow import wait
     wait(_ctx(cmd, resource_group_name, name), ready, deleted, timeout, interval)
+
+
+def place_workload(cmd: Any, resource_group_name: str, name: str, workload: str, policy: str,
+                   namespace: str = "default", dry_run: bool = False) -> dict[str, Any]:
+    from azext_virtualnode.workload_ops import place
+    return place(_ctx(cmd, resource_group_name, name), workload, namespace, policy, dry_run)
+
+
+def prune_virtual_node(cmd: Any, resource_group_name: str, name: str, dry_run: bool = False,
+                       yes: bool = False) -> dict[str, Any]:
+    from azext_virtualnode.workload_ops import prune
+    return prune(_ctx(cmd, resource_group_name, name), dry_run, yes)

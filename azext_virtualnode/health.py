@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CONNECTOR_NAMESPACE, NETWORK_CONTRIBUTOR,
                                        TAINT_EFFECT, TAINT_KEY, TAINT_VALUE)
+from azext_virtualnode import workload
 from azext_virtualnode.addon import ClusterView
 from azext_virtualnode.kube import ClusterUnreachable, NodeFacts
 from azext_virtualnode.network import SubnetFacts, usable_addresses
@@ -82,6 +83,11 @@ class Facts:  # pylint: disable=too-many-instance-attributes
     connector_namespace: str = CONNECTOR_NAMESPACE
     lease_duration: float = LEASE_DURATION
     chart: dict[str, Any] | None = None
+    # workload diagnosis (azext_virtualnode.workload): None = not read
+    pending: list[Any] | None = None
+    groups: list[dict[str, Any]] | None = None
+    node_pods: set[tuple[str, str]] | None = None
+    orphaned: list[dict[str, Any]] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -210,6 +216,7 @@ def _kube_problems(f: Facts, ids: str) -> list[Problem]:
                            f"({names}): {failed[0].message or ''}".rstrip(": "), "ACI does not retry: fix the "
                            "cause (image, subnet size, quota), then delete the pods so they are recreated.",
                            WARNING))
+    out += workload.problems(f.pending, f.orphaned, ids)
     return out
 
 
@@ -279,8 +286,9 @@ def build_status(f: Facts, problems: list[Problem]) -> dict[str, Any]:
         "workload": None if f.kube_error is not None else {
             "pods": len(f.workload), "byPhase": by_phase,
             "providerFailed": [{"namespace": p.namespace, "name": p.name, "message": p.message}
-                               for p in f.workload if p.reason == "ProviderFailed"]},
-        "containerGroups": f.container_groups,
+                               for p in f.workload if p.reason == "ProviderFailed"],
+            "pending": [x.as_dict() for x in f.pending or []]},
+        "containerGroups": {"count": f.container_groups, "orphaned": f.orphaned},
         "healthy": f.enabled and not any(p.severity == ERROR for p in problems),
         "problems": [p.as_dict() for p in problems],
     }
@@ -301,7 +309,7 @@ class Sources:
     provider_state: Callable[[], str | None]
     identity: Callable[[ClusterView], dict[str, str] | None]
     role: Callable[[dict[str, str], str], dict[str, Any]]
-    container_groups: Callable[[ClusterView, str], int | None]
+    container_groups: Callable[[ClusterView], list[dict[str, Any]] | None]   # the node resource group's
     kube: Callable[[], Any]          # context manager yielding a Kube
 
 
@@ -321,11 +329,15 @@ def gather(cluster: ClusterView, src: Sources, mode: str, subnet_name: str | Non
         f.identity = src.identity(cluster)
         if f.identity and f.subnet_id:
             f.role = src.role(f.identity, f.subnet_id)
-        f.container_groups = src.container_groups(cluster, node_name)
+        f.groups = src.container_groups(cluster)
+        f.container_groups = None if f.groups is None else sum(
+            1 for g in f.groups if (g.get("tags") or {}).get("NodeName") in (None, node_name))
         raw_subnet = subnet_future.result() if subnet_future else None
         f.subnet = SubnetFacts.of(raw_subnet) if raw_subnet else None
         f.provider_state = provider_future.result()
         kube_future.result()
+    if f.groups is not None and f.node_pods is not None:
+        f.orphaned = workload.orphaned_groups(f.groups, node_name, f.node_pods)
     return f
 
 
@@ -334,8 +346,13 @@ def _gather_kube(f: Facts, src: Sources, selector: str) -> None:
         with src.kube() as kube:
             f.node = kube.node_facts(f.node_name)
             f.connector_pods = [PodFacts.of(p) for p in kube.connector_pods(f.connector_namespace, selector)]
-            f.workload = [PodFacts.of(p) for p in kube.pods_on_node(f.node_name)
-                          if not _owned_by_daemonset(p)]
+            on_node = kube.pods_on_node(f.node_name)
+            f.workload = [PodFacts.of(p) for p in on_node if not _owned_by_daemonset(p)]
+            f.node_pods = {(p.metadata.namespace, p.metadata.name) for p in on_node}
+            target = workload.MODES.get(f.mode)
+            if target is not None:
+                f.pending = workload.pending_findings(workload.read_pending(kube), target,
+                                                      workload.virtual_nodes(f.node))
             sick = next((p for p in f.connector_pods if not p.ready), None)
             if sick is not None:
                 f.connector_events = [f"{e.type} {e.reason}: {e.message}"

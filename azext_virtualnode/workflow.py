@@ -86,9 +86,10 @@ def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: 
     def provider_state() -> str | None:
         return cf.cf_providers(ctx.cli_ctx).get(ACI_PROVIDER).registration_state
 
-    def container_groups(cl: ClusterView, node: str) -> int | None:
-        groups = cf.cf_container_groups(ctx.cli_ctx).list_by_resource_group(cl.node_resource_group)
-        return sum(1 for g in groups if (g.tags or {}).get("NodeName") in (None, node))
+    def container_groups(cl: ClusterView) -> list[dict[str, Any]] | None:
+        from azext_virtualnode.workload import group_facts
+        return [group_facts(g) for g in
+                cf.cf_container_groups(ctx.cli_ctx).list_by_resource_group(cl.node_resource_group)]
 
     def identity(cl: ClusterView) -> dict[str, Any] | None:
         if conn.release is None:

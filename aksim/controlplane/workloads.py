@@ -49,24 +49,35 @@ def _deletion_cost(pod: Obj) -> int:
 
 
 def _ready_time(pod: Obj) -> datetime | None:
+    """podReadyTime: when a ready pod became ready; None (zero) when not ready or not recorded."""
     cond = condition(pod, "Ready")
-    return parse_time(cond.get("lastTransitionTime")) if cond else None
+    if not cond or cond.get("status") != "True" or not cond.get("lastTransitionTime"):
+        return None
+    return parse_time(cond["lastTransitionTime"])
 
 
-def _max_restarts(pod: Obj) -> int:
-    return max((c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses") or []),
-               default=0)
+def _max_restarts(pod: Obj) -> tuple[int, int]:
+    """maxContainerRestarts: the most restarts of a regular container, then of a sidecar (an init container
+    with restartPolicy Always); the regular count decides first."""
+    status = pod.get("status") or {}
+    sidecars = {c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []
+                if c.get("restartPolicy") == "Always"}
+    regular = max((c.get("restartCount", 0) for c in status.get("containerStatuses") or []), default=0)
+    sidecar = max((c.get("restartCount", 0) for c in status.get("initContainerStatuses") or []
+                   if c.get("name") in sidecars), default=0)
+    return regular, sidecar
 
 
-def _log_rank(when: datetime | None, now: datetime) -> int:
-    if when is None:
-        return 64
+def _log_rank(when: datetime, now: datetime) -> int:
     nanos = (now - when).total_seconds() * 1e9
     return int(math.log2(nanos)) if nanos > 0 else -1
 
 
 def _newer_first(a: Obj, b: Obj, ta: datetime | None, tb: datetime | None, now: datetime) -> int:
-    """LogarithmicScaleDown: the more recent time bucket goes first; equal buckets compare by UID."""
+    """LogarithmicScaleDown: the more recent time bucket goes first; equal buckets compare by UID. A missing
+    (zero) time goes before any other (afterOrZero)."""
+    if ta is None or tb is None:
+        return -1 if ta is None else 1
     diff = _log_rank(ta, now) - _log_rank(tb, now)
     if diff == 0:
         ua, ub = a["metadata"].get("uid", ""), b["metadata"].get("uid", "")
@@ -91,8 +102,9 @@ def _compare(a: Obj, b: Obj, ranks: dict[str, int], now: datetime) -> int:
         return ranks[key_of(b)] - ranks[key_of(a)]
     if is_ready(a) and is_ready(b) and _ready_time(a) != _ready_time(b):
         return _newer_first(a, b, _ready_time(a), _ready_time(b), now)
-    if _max_restarts(a) != _max_restarts(b):
-        return _max_restarts(b) - _max_restarts(a)
+    for restarts_a, restarts_b in zip(_max_restarts(a), _max_restarts(b)):
+        if restarts_a != restarts_b:
+            return restarts_b - restarts_a
     created_a = parse_time(a["metadata"].get("creationTimestamp"))
     created_b = parse_time(b["metadata"].get("creationTimestamp"))
     if created_a != created_b:

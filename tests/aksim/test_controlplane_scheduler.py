@@ -204,3 +204,27 @@ def test_template_hash_is_stable_and_safe() -> None:
 ])
 def test_max_unavailable(strategy: dict[str, Any], replicas: int, expected: int) -> None:
     assert max_unavailable({"spec": {"replicas": replicas, "strategy": strategy}}) == expected
+
+
+def test_scale_down_zero_times_and_sidecar_restarts() -> None:
+    """afterOrZero: a ready pod without a recorded ready time, or a pod without a creation time, goes first;
+    equal regular restarts fall back to sidecar (restartable init container) restarts."""
+    no_time = rs_pod("no-ready-time")
+    no_time["status"]["conditions"][0].pop("lastTransitionTime")
+    assert order(rs_pod("young", ready_age=2), no_time) == ["no-ready-time", "young"]
+    unborn = rs_pod("unborn", ready_age=900)
+    unborn["metadata"].pop("creationTimestamp")
+    assert order(rs_pod("new", age=3, ready_age=900), unborn) == ["unborn", "new"]
+    sidecar = rs_pod("sidecar-crashy")
+    sidecar["spec"]["initContainers"] = [{"name": "proxy", "restartPolicy": "Always"}]
+    sidecar["status"]["initContainerStatuses"] = [{"name": "proxy", "restartCount": 4}]
+    assert order(rs_pod("calm"), sidecar) == ["sidecar-crashy", "calm"]
+
+
+def test_scale_down_of_a_burst_set_with_even_counts_does_not_favour_the_virtual_node() -> None:
+    """The real ranking has no notion of virtual nodes: the virtual-node pods go first only while the virtual
+    node holds more replicas than any regular node. With even counts the most recently ready pods go first,
+    wherever they run (here the regular ones)."""
+    vm = [rs_pod(f"vm{i}", node_name=f"vm{i % 2}", ready_age=2) for i in range(4)]               # 2 per VM
+    vk = [rs_pod(f"vk{i}", node_name="virtual-node-aci-linux", ready_age=5000) for i in range(2)]  # 2 on ACI
+    assert set(order(*vm, *vk)[:4]) == {"vm0", "vm1", "vm2", "vm3"}

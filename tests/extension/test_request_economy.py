@@ -23,8 +23,9 @@ def test_status_request_count_does_not_grow_with_the_cluster(vn, sim):
     assert large == small
     entries = sim.requests("kube")
     pod_lists = [e for e in entries if e["path"].endswith("/pods") and e["method"] == "GET"]
-    assert len(pod_lists) == 2, pod_lists          # connector pods by label, virtual-node pods by field
-    assert all("fieldSelector=spec.nodeName" in e["query"] or "labelSelector=app" in e["query"] for e in pod_lists)
+    assert len(pod_lists) == 3, pod_lists          # connector pods by label; virtual-node and Pending pods by field
+    assert all("fieldSelector=spec.nodeName" in e["query"] or "labelSelector=app" in e["query"]
+               or "fieldSelector=status.phase" in e["query"] for e in pod_lists)
     assert not any(e["path"] == "/api/v1/nodes" for e in entries), "never list every node"
     assert {e["path"] for e in entries if e["path"].startswith("/api/v1/nodes/")} == {
         "/api/v1/nodes/virtual-node-aci-linux"}
