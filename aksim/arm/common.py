@@ -120,10 +120,13 @@ class Operations:
         self.sim = sim
         self.ops: dict[str, Operation] = {}
 
+    # pylint: disable-next=too-many-positional-arguments
     def start(self, subscription: str, namespace: str, location: str,
-              complete: Callable[[], dict[str, Any] | None], delay: float | None = None) -> Operation:
-        """Begin an operation; ``complete`` runs after ``delay`` and returns an ARM error dict on failure."""
-        op = Operation(str(uuid.uuid4()), namespace, location.replace(" ", "").lower(), subscription)
+              complete: Callable[[], dict[str, Any] | None], delay: float | None = None,
+              status: str = "InProgress") -> Operation:
+        """Begin an operation; ``complete`` runs after ``delay`` and returns an ARM error dict on failure.
+        ``status`` is what polls show meanwhile (ACI says ``Pending``, the others ``InProgress``)."""
+        op = Operation(str(uuid.uuid4()), namespace, location.replace(" ", "").lower(), subscription, status)
         self.ops[op.id] = op
 
         def finish() -> None:
@@ -164,12 +167,12 @@ class Operations:
                              "message": "Cannot proceed with the operation because another operation was started "
                                         "on the managed cluster after this one; get the status of the latest "
                                         "operation instead."}
-        headers = self._hint() if op.status == "InProgress" else {}
+        headers = self._hint() if op.status not in ("Succeeded", "Failed", "Canceled") else {}
         return Response(200, body, headers)
 
     def result(self, op_id: str, url: str) -> Response:
         op = self._find(op_id)
-        if op.status == "InProgress":
+        if op.status not in ("Succeeded", "Failed", "Canceled"):
             return Response(202, None, {"Location": url, **self._hint()})
         if op.status == "Failed":
             raise HttpError(400, (op.error or {}).get("code", "Failed"), (op.error or {}).get("message", ""))
