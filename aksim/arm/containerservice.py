@@ -292,7 +292,7 @@ def seed_cluster_resource(world: "World", spec: dict[str, Any], rg_name: str, no
         "apiServerAccessProfile": {"enablePrivateCluster": bool(spec.get("private", False))},
     }
     if spec.get("authorized_ip_ranges"):
-        props["apiServerAccessProfile"]["authorizedIpRanges"] = [str(r) for r in spec["authorized_ip_ranges"]]
+        props["apiServerAccessProfile"]["authorizedIPRanges"] = [str(r) for r in spec["authorized_ip_ranges"]]
     mc: dict[str, Any] = {
         "id": f"/subscriptions/{sub}/resourcegroups/{rg_name}/providers/Microsoft.ContainerService/"
               f"managedClusters/{name}",

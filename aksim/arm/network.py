@@ -714,7 +714,10 @@ class _NatApi(_Api):
                                 "Remove the NAT gateway from the subnet first.")
             res["properties"]["provisioningState"] = "Deleting"
             world = self.world
-            return self._lro(req, 202, None, res["location"], lambda: world.arm.delete(res_id), with_location=True)
+
+            def gone() -> None:
+                world.arm.delete(res_id)
+            return self._lro(req, 202, None, res["location"], gone, with_location=True)
 
     def list_all(self, req: Request) -> Response:
         require_api_version(req)

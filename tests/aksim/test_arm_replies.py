@@ -195,3 +195,52 @@ def test_az_container_create_with_vnet_and_new_subnet(az, sim):
     subnet = az("network", "vnet", "subnet", "show", "-g", RG, "--vnet-name", "demo-vnet", "-n", "aci-cg",
                 "-o", "json").json()
     assert subnet["delegations"][0]["serviceName"] == "Microsoft.ContainerInstance/containerGroups"
+
+
+# -- A9: NAT gateways, authorized IP ranges, kubelet identity, from scenarios and through az ---------------
+def _a9_scenario() -> dict[str, Any]:
+    raw = read_raw("demo")
+    rg = raw["resource_groups"][0]
+    rg["nat_gateways"] = [{"name": "egress", "idle_timeout": 10}]
+    rg["vnets"][0]["subnets"].append({"name": "cg", "prefix": "10.241.0.0/16", "nat_gateway": "egress"})
+    raw["clusters"][0]["authorized_ip_ranges"] = ["203.0.113.0/24"]
+    raw["clusters"][0]["kubelet_identity"] = "custom-kubelet"
+    return raw
+
+
+@pytest.mark.scenario(_a9_scenario())
+def test_scenario_nat_gateway_authorized_ranges_and_kubelet_identity(az):
+    nat = az("network", "nat", "gateway", "show", "-g", RG, "-n", "egress", "-o", "json").json()
+    assert nat["sku"]["name"] == "Standard" and nat["idleTimeoutInMinutes"] == 10
+    assert [s["id"].rsplit("/", 1)[-1] for s in nat["subnets"]] == ["cg"]
+    subnet = az("network", "vnet", "subnet", "show", "-g", RG, "--vnet-name", "demo-vnet", "-n", "cg",
+                "-o", "json").json()
+    assert subnet["natGateway"]["id"] == nat["id"]
+    mc = az("aks", "show", "-g", RG, "-n", NAME, "-o", "json").json()
+    assert mc["apiServerAccessProfile"]["authorizedIpRanges"] == ["203.0.113.0/24"]
+    kubelet = mc["identityProfile"]["kubeletidentity"]
+    assert kubelet["resourceId"].endswith("/resourceGroups/MC_demo-rg_aks-demo_westeurope/providers/"
+                                          "Microsoft.ManagedIdentity/userAssignedIdentities/custom-kubelet")
+    assert kubelet["clientId"] and kubelet["objectId"]
+
+
+def test_az_nat_gateway_lifecycle_and_subnet_association(az):
+    nat = az("network", "nat", "gateway", "create", "-g", RG, "-n", "natgw", "--idle-timeout", "4",
+             "-o", "json").json()
+    assert nat["sku"]["name"] == "Standard" and nat["provisioningState"] == "Succeeded"
+    subnet = az("network", "vnet", "subnet", "update", "-g", RG, "--vnet-name", "demo-vnet", "-n", "aks-subnet",
+                "--nat-gateway", "natgw", "-o", "json").json()
+    assert subnet["natGateway"]["id"].lower() == nat["id"].lower()
+    assert [n["name"] for n in az("network", "nat", "gateway", "list", "-g", RG, "-o", "json").json()] == ["natgw"]
+    res = az("network", "nat", "gateway", "delete", "-g", RG, "-n", "natgw", check=False)
+    assert res.returncode == 1 and "InUseNatGatewayCannotBeDeleted" in res.stderr
+    az("network", "vnet", "subnet", "update", "-g", RG, "--vnet-name", "demo-vnet", "-n", "aks-subnet",
+       "--remove", "natGateway")
+    az("network", "nat", "gateway", "delete", "-g", RG, "-n", "natgw")
+    assert az("network", "nat", "gateway", "list", "-g", RG, "-o", "json").json() == []
+
+
+def test_nat_gateway_sku_must_be_standard(sim):
+    nat = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/natGateways/basic"
+    status, _, body = call(sim, "PUT", nat, {"location": "westeurope", "sku": {"name": "Basic"}}, api=NET_API)
+    assert status == 400 and body["error"]["code"] == "InvalidNatGatewaySku"
