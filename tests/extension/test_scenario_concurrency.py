@@ -124,3 +124,34 @@ def _not_latest() -> dict[str, Any]:
 def test_enable_tolerates_not_latest_operation_on_polls(vn, sim):
     st = vn("aks", "virtual-node", "enable", *IDS, "--timeout", "120").json()
     assert st["healthy"] is True, st["problems"]
+
+
+def test_enable_does_not_overwrite_a_subnet_created_concurrently(vn, sim):
+    rule = hold_first_put(sim, "/subnets/virtual-node-aci$")
+    job = run_in_background(lambda: vn("aks", "virtual-node", "enable", *IDS, "--timeout", "120", check=False))
+    wait_for(lambda: rule.hits == 1, timeout=60, interval=0.05)     # enable planned a new subnet, PUT is held
+    subnet_id = f"{VNET}/subnets/virtual-node-aci"
+    mine = {"properties": {"addressPrefix": "10.250.0.0/24",
+                           "serviceEndpoints": [{"service": "Microsoft.Storage", "locations": ["westeurope"]}]}}
+    status, _, _ = call(sim, "PUT", subnet_id, mine, api="2024-05-01")
+    assert status == 201
+    job["thread"].join(180)
+    res = job["result"]
+    assert res.returncode == 0, res
+    assert "Subnet 'virtual-node-aci' was changed by someone else" in res.stderr
+    with sim.lock:
+        props = sim.world.arm.get(subnet_id)["properties"]
+    assert props["addressPrefix"] == "10.250.0.0/24"                   # the other writer's subnet, kept
+    assert [e["service"] for e in props["serviceEndpoints"]] == ["Microsoft.Storage"]
+    assert [d["properties"]["serviceName"] for d in props["delegations"]] == \
+        ["Microsoft.ContainerInstance/containerGroups"]
+    assert statuses(sim, "PUT", "/subnets/virtual-node-aci") == [201, 412, 200]   # If-None-Match: * refused
+
+
+def test_cluster_that_keeps_changing_stops_enable_without_overwriting(vn, sim):
+    sim.admin("POST", "/_admin/faults", {"method": "PUT", "path": "/managedClusters/aks-demo$", "status": 412,
+                                         "code": "PreconditionFailed", "message": "eTag mismatch", "times": -1})
+    res = vn("aks", "virtual-node", "enable", *IDS, "--timeout", "60", check=False)
+    assert res.returncode == 1
+    assert "kept changing while this command tried to update it" in res.stderr and "Traceback" not in res.stderr
+    assert statuses(sim, "PUT", "/managedClusters/aks-demo") == [412, 412, 412]       # bounded: 3 writes
