@@ -76,7 +76,7 @@ def register(sim: "AdminContext") -> None:
             for key, value in body.items():
                 if not hasattr(sim.timings, key):
                     raise HttpError(400, "InvalidTiming", f"unknown timing '{key}'")
-                setattr(sim.timings, key, float(value))
+                setattr(sim.timings, key, sim.timings.coerce(key, value))
             return Response(200, asdict(sim.timings))
 
     r.add("GET", "/_admin", info)

@@ -69,13 +69,15 @@ class HttpError(Exception):
     """Raised by handlers; rendered by the endpoint's error renderer (ARM envelope or Kubernetes Status)."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                 details: Any = None):
+                 details: Any = None, unwrapped: bool = False, target: str | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
         self.details = details
+        self.unwrapped = unwrapped   # resource-provider error sent without ARM's {"error": ...} envelope (AKS)
+        self.target = target
 
 
 Handler = Callable[[Request], Response]
@@ -216,6 +218,12 @@ ErrorRenderer = Callable[[HttpError, Request], Response]
 
 
 def arm_error(err: HttpError, _req: Request) -> Response:
+    if err.unwrapped:
+        # AKS answers its own (resource-provider) errors as a bare object, as recorded: code, details,
+        # message, subcode, target - no "error" envelope. ARM-level errors keep the envelope.
+        flat = {"code": err.code, "details": err.details, "message": err.message, "subcode": "",
+                "target": err.target}
+        return Response(err.status, flat, dict(err.headers))
     body: dict[str, Any] = {"error": {"code": err.code, "message": err.message}}
     if err.details:
         body["error"]["details"] = err.details

@@ -29,6 +29,9 @@ class Timings:
     aci_create: float = 0.5          # pod bound to the virtual node -> container group running
     pod_start: float = 0.2           # pod bound to a regular node -> Running
     controller: float = 0.05         # Deployment/ReplicaSet reconcile delay
+    # Real AKS and Network LROs send no Retry-After, so clients poll at their own interval (the SDK: 30 s).
+    # True adds a Retry-After/retry-after-ms of ``poll`` seconds, for tests that drive az's own commands.
+    retry_after_hint: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Timings":
@@ -36,7 +39,13 @@ class Timings:
         unknown = set(data or {}) - known
         if unknown:
             raise ValueError(f"unknown timings: {sorted(unknown)}")
-        return cls(**{k: float(v) for k, v in (data or {}).items()})
+        return cls(**{k: cls.coerce(k, v) for k, v in (data or {}).items()})
+
+    @staticmethod
+    def coerce(key: str, value: Any) -> Any:
+        if key == "retry_after_hint":
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        return float(value)
 
 
 @dataclass
@@ -52,6 +61,9 @@ class Scenario:
     faults: list[dict[str, Any]] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     aci_regions: list[str] = field(default_factory=list)
+    # ARM reply quirks: {not_latest_operation: InProgress | Succeeded | all} adds the NotLatestOperation
+    # error AKS puts on operation polls of that status (see docs/simulator.md)
+    arm_quirks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def subscription_id(self) -> str:
@@ -86,6 +98,7 @@ def _normalise(raw: dict[str, Any]) -> Scenario:
         faults=raw.get("faults") or [],
         timings=Timings.from_dict(raw.get("timings")),
         aci_regions=raw.get("aci_regions") or ["eastus", "westeurope", "westus2", "northeurope", "uksouth"],
+        arm_quirks=raw.get("arm_quirks") or {},
     )
 
 

@@ -38,6 +38,8 @@ def _build_resource_group(world: "World", spec: dict[str, Any]) -> None:
         network.seed_route_table(world, rg["id"], location, name)
     for name in spec.get("nsgs", []):
         network.seed_nsg(world, rg["id"], location, name)
+    for nat in spec.get("nat_gateways", []):
+        network.seed_nat_gateway(world, rg["id"], location, nat)
     for vnet in spec.get("vnets", []):
         network.seed_vnet(world, rg["id"], location, vnet)
 
@@ -98,10 +100,11 @@ def build_cluster(world: "World", spec: dict[str, Any]) -> "Cluster":
         system = world.add_principal(name=name, kind="ManagedIdentity", backdate=True)
         mc["identity"] = {"type": "SystemAssigned", "principalId": system.object_id,
                           "tenantId": world.scenario.tenant_id}
-    kubelet = identity.create_user_assigned(world, node_rg_res["id"], f"{name}-agentpool", location)
+    kubelet_name = spec.get("kubelet_identity") or f"{name}-agentpool"
+    kubelet = identity.create_user_assigned(world, node_rg_res["id"], kubelet_name, location)
     kubelet.created -= 10 ** 6  # created with the cluster, long replicated
     mc["properties"]["identityProfile"] = {"kubeletidentity": identity.identity_ref(
-        world, f"{node_rg_res['id']}/providers/{identity.UAMI_TYPE}/{name}-agentpool")}
+        world, f"{node_rg_res['id']}/providers/{identity.UAMI_TYPE}/{kubelet_name}")}
     world.arm.put(mc)
 
     version = str(spec.get("kubernetes_version", "1.33.2"))

@@ -35,3 +35,7 @@ CHART_NODE_NAME = "virtual-node-aci-linux-helm"
 CHART_RELEASE = "virtual-node"
 # Where Helm keeps the release record: the chart creates its own namespace, so the record cannot live there.
 HELM_RELEASE_NAMESPACE = "default"
+
+# Long-running operations: poll interval when the service sends no Retry-After (AKS and Network never do).
+LRO_POLL_INTERVAL = 2.0
+POLL_INTERVAL_ENV = "AZEXT_VIRTUALNODE_POLL_INTERVAL"

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from azure.cli.core.azclierror import AzureResponseError, InvalidArgumentValueError, ValidationError
 
-from azext_virtualnode._consts import ADDON_KEY, ADDON_SUBNET_KEY
+from azext_virtualnode._consts import ADDON_KEY, ADDON_SUBNET_KEY, DEFAULT_TIMEOUT
 
 BUSY_STATES = ("creating", "updating", "upgrading", "deleting", "scaling", "starting", "stopping", "migrating",
                "canceling")
@@ -181,12 +181,44 @@ def require_azure_cni(cluster: ClusterView) -> None:
             "add to the managed one. Create the cluster with '--vnet-subnet-id <subnet-id>' in your own VNet.")
 
 
+# pylint: disable-next=too-many-positional-arguments
 def set_addon(client: Any, resource_group: str, cluster: ClusterView, subnet_name: str | None,
-              no_wait: bool = False) -> Any:
-    """PUT the cluster with the add-on turned on (``subnet_name``) or off (None); returns the poller."""
+              no_wait: bool = False, deadline: float | None = None) -> Any:
+    """PUT the cluster with the add-on turned on (``subnet_name``) or off (None); returns the poller.
+
+    The PUT carries ``If-Match`` with the eTag of the cluster as read, so a change someone else made since
+    (tags, a node-pool scale, another add-on) is never overwritten: on 412 the cluster is read again (and waited
+    for while busy) and only the add-on profile is re-applied.
+    """
     from azure.core.exceptions import HttpResponseError
+    from azext_virtualnode.lro import is_precondition_failed, poll_interval, write_with_etag
+    name = cluster.name
+    until = deadline if deadline is not None else time.monotonic() + DEFAULT_TIMEOUT
+
+    def write(view: ClusterView) -> Any:
+        from azure.core import MatchConditions
+        mc = _with_addon(view.model, subnet_name)
+        etag = getattr(mc, "e_tag", None)
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        return client.begin_create_or_update(resource_group, mc.name, mc, polling=not no_wait,
+                                             polling_interval=poll_interval(), **condition)
+
+    def reread() -> ClusterView:
+        return wait_until_idle(client, resource_group, name, get_cluster(client, resource_group, name), until)
+
+    try:
+        return write_with_etag(cluster, write, reread, f"Managed cluster '{name}'")
+    except HttpResponseError as exc:
+        if is_precondition_failed(exc):
+            raise AzureResponseError(
+                f"Managed cluster '{name}' kept changing while this command tried to update it (412 "
+                "PreconditionFailed on every attempt); nothing was overwritten. Re-run the command.") from exc
+        raise AzureResponseError(f"Updating managed cluster '{name}' failed: {exc.message}") from exc
+
+
+def _with_addon(mc: Any, subnet_name: str | None) -> Any:
+    """The model with only the add-on profile changed (key in canonical casing)."""
     from azure.mgmt.containerservice.models import ManagedClusterAddonProfile
-    mc = cluster.model
     profiles = dict(mc.addon_profiles or {})
     old_key = find_addon_key(profiles)
     if old_key and old_key != ADDON_KEY:
@@ -196,7 +228,4 @@ def set_addon(client: Any, resource_group: str, cluster: ClusterView, subnet_nam
     else:
         profiles[ADDON_KEY] = ManagedClusterAddonProfile(enabled=True, config={ADDON_SUBNET_KEY: subnet_name})
     mc.addon_profiles = profiles
-    try:
-        return client.begin_create_or_update(resource_group, mc.name, mc, polling=not no_wait)
-    except HttpResponseError as exc:
-        raise AzureResponseError(f"Updating managed cluster '{mc.name}' failed: {exc.message}") from exc
+    return mc

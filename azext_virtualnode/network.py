@@ -182,15 +182,51 @@ class SubnetClient:
         self._resources = resources
 
     def get(self, resource_id: str) -> dict[str, Any] | None:
+        """The resource in wire format, with its ``etag`` (which the generic model drops) from the ETag header."""
         from azure.core.exceptions import ResourceNotFoundError
+
+        def with_etag(pipeline_response: Any, deserialized: Any, _headers: Any) -> Any:
+            out = deserialized.as_dict() if hasattr(deserialized, "as_dict") else deserialized
+            etag = pipeline_response.http_response.headers.get("ETag")
+            if etag and isinstance(out, dict):
+                out.setdefault("etag", etag)
+            return out
         try:
-            res = self._resources.get_by_id(resource_id, NETWORK_API_VERSION)
+            return self._resources.get_by_id(resource_id, NETWORK_API_VERSION, cls=with_etag)
         except ResourceNotFoundError:
             return None
-        return res.as_dict() if hasattr(res, "as_dict") else res
 
-    def put(self, resource_id: str, body: dict[str, Any]) -> Any:
-        return self._resources.begin_create_or_update_by_id(resource_id, NETWORK_API_VERSION, body)
+    def put(self, resource_id: str, body: dict[str, Any], etag: str | None = None, create: bool = False) -> Any:
+        """PUT with ``If-Match: etag`` (an update of what was read) or ``If-None-Match: *`` (``create``)."""
+        from azext_virtualnode.lro import poll_interval
+        headers = {"If-Match": etag} if etag else ({"If-None-Match": "*"} if create else {})
+        return self._resources.begin_create_or_update_by_id(resource_id, NETWORK_API_VERSION, body,
+                                                            headers=headers, polling_interval=poll_interval())
+
+    def ensure_delegated(self, resource_id: str, body: dict[str, Any], etag: str | None,
+                         recheck: Callable[[dict[str, Any]], None]) -> None:
+        """Write the planned subnet ``body`` without losing a concurrent change to the subnet.
+
+        ``etag`` is the subnet's as read (None: the subnet is new). On 412 the subnet is read again; ``recheck``
+        validates it (raising if it can no longer be used), and only the ACI delegation is re-applied to it.
+        """
+        from azext_virtualnode.lro import write_with_etag
+        new_body = body
+
+        def write(state: tuple[dict[str, Any] | None, str | None]) -> None:
+            payload, tag = state
+            if payload is not None:
+                self.put(resource_id, payload, etag=tag, create=tag is None).result()
+
+        def reread() -> tuple[dict[str, Any] | None, str | None]:
+            current = self.get(resource_id)
+            if current is None:
+                return new_body, None
+            recheck(current)
+            facts = SubnetFacts.of(current)
+            return (None if facts.delegated_to_aci else subnet_body(current, None)), current.get("etag")
+
+        write_with_etag((body, etag), write, reread, f"Subnet '{resource_id.rsplit('/', 1)[-1]}'")
 
     def delete_with_retry(self, resource_id: str, deadline: float, sleep: Callable[[float], None] = time.sleep,
                           on_wait: Callable[[str], None] | None = None) -> None:
@@ -199,7 +235,9 @@ class SubnetClient:
         delay = 2.0
         while True:
             try:
-                self._resources.begin_delete_by_id(resource_id, NETWORK_API_VERSION).result()
+                from azext_virtualnode.lro import poll_interval
+                self._resources.begin_delete_by_id(resource_id, NETWORK_API_VERSION,
+                                                   polling_interval=poll_interval()).result()
                 return
             except HttpResponseError as exc:
                 code = getattr(getattr(exc, "error", None), "code", "") or ""

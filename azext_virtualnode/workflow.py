@@ -32,6 +32,7 @@ from azext_virtualnode.health import Facts, Sources, build_status, evaluate, gat
 from azext_virtualnode.identity import (GROUPS_NEED, SUBNET_NEED, chart_identity, connector_identity, ensure_role,
                                         identity_by_client_id, role_state)
 from azext_virtualnode.kube import ClusterUnreachable
+from azext_virtualnode.lro import poll_interval
 from azext_virtualnode.network import (SubnetFacts, check_cidr_fits, check_existing_subnet, first_free_block,
                                        parse_cidr, subnet_body, subnet_prefixes)
 from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE, MissingRight, action_allowed,
@@ -122,6 +123,7 @@ class SubnetPlan:
     body: dict[str, Any] | None      # None: nothing to write
     prefix: str = ""
     vnet: dict[str, Any] = field(default_factory=dict)
+    etag: str | None = None          # of the existing subnet as read (If-Match); None: a new subnet
 
 
 def plan_subnet(ctx: Ctx, cluster: ClusterView, name: str, cidr_text: str | None) -> SubnetPlan:
@@ -138,7 +140,8 @@ def plan_subnet(ctx: Ctx, cluster: ClusterView, name: str, cidr_text: str | None
         facts = SubnetFacts.of(existing)
         check_existing_subnet(facts, cidr, vnet["name"])
         return SubnetPlan(existing["id"], existing["name"], None if facts.delegated_to_aci else
-                          subnet_body(existing, None), str(facts.prefixes[0]) if facts.prefixes else "", vnet)
+                          subnet_body(existing, None), str(facts.prefixes[0]) if facts.prefixes else "", vnet,
+                          existing.get("etag"))
     if cidr is not None:
         check_cidr_fits(cidr, vnet, cluster.reserved_ranges)
     else:
@@ -216,7 +219,8 @@ def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
         register_provider(ctx, deadline)
     if plan.body is not None:
         progress(f"Creating/delegating subnet '{plan.name}' for Azure Container Instances...")
-        ctx.subnets.put(plan.id, plan.body).result()
+        ctx.subnets.ensure_delegated(plan.id, plan.body, plan.etag, lambda current: check_existing_subnet(
+            SubnetFacts.of(current), None, plan.vnet.get("name", "")))
     mode.apply(cluster, plan)
     if opts.no_wait:
         progress(f"Started. Run 'az aks virtual-node wait {ctx.ids} --ready' to wait for the virtual node.")
@@ -602,7 +606,7 @@ def remove_chart_node(ctx: Ctx, cluster: ClusterView, conn: Connector, deadline:
     for group in groups.list_by_resource_group(cluster.node_resource_group):
         if (group.tags or {}).get("NodeName") == conn.node_name:
             progress(f"Deleting container group '{group.name}' left by the virtual node...")
-            groups.begin_delete(cluster.node_resource_group, group.name).result()
+            groups.begin_delete(cluster.node_resource_group, group.name, polling_interval=poll_interval()).result()
     return gone
 
 
@@ -614,7 +618,8 @@ def delete_virtual_node_subnet(ctx: Ctx, plan: DisablePlan, deadline: float) -> 
         from azure.core.exceptions import ResourceNotFoundError
         sal = f"{plan.subnet_id}/providers/Microsoft.ContainerInstance/serviceAssociationLinks/default"
         with contextlib.suppress(ResourceNotFoundError):
-            cf.cf_resources(ctx.cli_ctx).begin_delete_by_id(sal, SAL_API_VERSION).result()
+            cf.cf_resources(ctx.cli_ctx).begin_delete_by_id(sal, SAL_API_VERSION,
+                                                            polling_interval=poll_interval()).result()
     progress(f"Deleting subnet '{plan.subnet_name}' (waits until Azure Container Instances releases it)...")
     ctx.subnets.delete_with_retry(plan.subnet_id, deadline, on_wait=progress)
 

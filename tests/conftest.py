@@ -33,7 +33,8 @@ TOOLS_BIN = ROOT / ".tools" / "bin"
 FAST_TIMINGS = {"lro": 0.3, "poll": 0.1, "connector_start": 0.3, "connector_restart": 0.6, "node_register": 0.2,
                 "aci_create": 0.2, "pod_start": 0.1, "controller": 0.02}
 WRITE_METHODS = ("PUT", "PATCH", "DELETE")
-
+# The extension's own LRO poll interval in tests (production: a few seconds); aksim sends no Retry-After by default.
+EXTENSION_POLL_INTERVAL = "0.1"
 
 
 @dataclass
@@ -145,7 +146,8 @@ def extension_env(az_env: dict[str, str], session_dir: Path) -> dict[str, str]:
                         str(session_dir / "build")], cwd=ROOT, check=True, capture_output=True)
         shutil.rmtree(ROOT / "virtual_node.egg-info", ignore_errors=True)
         wheel = str(next(out.glob("virtual_node-*.whl")))
-    env = {**az_env, "AZURE_EXTENSION_DIR": str(session_dir / "extensions")}
+    env = {**az_env, "AZURE_EXTENSION_DIR": str(session_dir / "extensions"),
+           "AZEXT_VIRTUALNODE_POLL_INTERVAL": EXTENSION_POLL_INTERVAL}
     proc = subprocess.run(az_command() + ["extension", "add", "--source", wheel, "-y"], env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -167,7 +169,12 @@ def sim(simulator: Simulator, request: pytest.FixtureRequest) -> Iterator[SimHan
 
 
 @pytest.fixture
-def az(az_env: dict[str, str], sim: SimHandle) -> Az:
+def az(az_env: dict[str, str], sim: SimHandle, request: pytest.FixtureRequest) -> Az:
+    """The real ``az`` without the extension. az's own commands poll LROs every 30 s when the service sends no
+    Retry-After (as real AKS/Network do), so tests driving them switch aksim's retry hint on; tests of the
+    extension (``vn``) keep the realistic no-hint replies."""
+    if "vn" not in request.fixturenames:
+        sim.sim.timings.retry_after_hint = True
     return Az(az_env)
 
 

@@ -223,13 +223,19 @@ def _definition_guid(role_definition_id_: str) -> str:
     return role_definition_id_.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _principal_check(world: "World", principal_id: str) -> None:
-    if principal_id not in world.principals or not world.principal_replicated(principal_id):
-        raise HttpError(400, "PrincipalNotFound",
-                        f"Principal {principal_id} does not exist in the directory "
-                        f"{world.scenario.tenant_id}. Check that you have the correct principal ID. If you are "
-                        "creating this principal and then immediately assigning a role, this error might be related "
-                        "to a replication delay.")
+def _principal_check(world: "World", principal_id: str, principal_type: str | None) -> None:
+    """ARM looks the principal up in the directory unless the request names its ``principalType``: then a
+    principal still replicating is accepted (as documented for new service principals). A principal that does
+    not exist at all is refused either way here (stricter than ARM, which may store such an assignment)."""
+    known = principal_id in world.principals
+    if known and (principal_type or world.principal_replicated(principal_id)):
+        return
+    raise HttpError(400, "PrincipalNotFound",
+                    f"Principal {principal_id.replace('-', '')} does not exist in the directory "
+                    f"{world.scenario.tenant_id}. Check that you have the correct principal ID. If you are "
+                    "creating this principal and then immediately assigning a role, this error might be related "
+                    "to a replication delay. In this case, set the role assignment principalType property to a "
+                    "value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype")
 
 
 # -- HTTP ---------------------------------------------------------------------------------------------
@@ -260,7 +266,7 @@ class _Api(ProviderApi):
                     raise HttpError(400, "RoleAssignmentUpdateNotPermitted",
                                     "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.")
                 return Response(200, copy.deepcopy(existing))
-            _principal_check(world, principal_id)
+            _principal_check(world, principal_id, props.get("principalType"))
             body = _assignment_body(world, scope, name, role, principal_id,
                                     props.get("principalType") or "ServicePrincipal", props.get("description"))
             return Response(201, copy.deepcopy(world.arm.put(body)))

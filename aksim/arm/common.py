@@ -119,10 +119,13 @@ class Operations:
         self.sim = sim
         self.ops: dict[str, Operation] = {}
 
+    # pylint: disable-next=too-many-positional-arguments
     def start(self, subscription: str, namespace: str, location: str,
-              complete: Callable[[], dict[str, Any] | None], delay: float | None = None) -> Operation:
-        """Begin an operation; ``complete`` runs after ``delay`` and returns an ARM error dict on failure."""
-        op = Operation(str(uuid.uuid4()), namespace, location.replace(" ", "").lower(), subscription)
+              complete: Callable[[], dict[str, Any] | None], delay: float | None = None,
+              status: str = "InProgress") -> Operation:
+        """Begin an operation; ``complete`` runs after ``delay`` and returns an ARM error dict on failure.
+        ``status`` is what polls show meanwhile (ACI says ``Pending``, the others ``InProgress``)."""
+        op = Operation(str(uuid.uuid4()), namespace, location.replace(" ", "").lower(), subscription, status)
         self.ops[op.id] = op
 
         def finish() -> None:
@@ -137,24 +140,39 @@ class Operations:
         self.sim.timers.call_later(self.sim.timings.lro if delay is None else delay, finish)
         return op
 
-    def headers(self, op: Operation, api_version: str | None) -> dict[str, str]:
+    def _hint(self) -> dict[str, str]:
+        """Real AKS/Network LROs carry no retry hint; only the ``timings.retry_after_hint`` switch adds one."""
+        timings = self.sim.timings
+        return retry_after_headers(timings.poll) if timings.retry_after_hint else {}
+
+    def headers(self, op: Operation, api_version: str | None, location: bool = False) -> dict[str, str]:
+        """``Azure-AsyncOperation`` (PUT); ``location=True`` adds ``Location`` as on a DELETE's 202."""
         base = (f"{self.sim.arm_url}/subscriptions/{op.subscription}/providers/{op.namespace}"
                 f"/locations/{op.location}")
         query = f"?api-version={api_version}" if api_version else ""
-        headers = {"Azure-AsyncOperation": f"{base}/operations/{op.id}{query}",
-                   "Location": f"{base}/operationresults/{op.id}{query}"}
-        headers.update(retry_after_headers(self.sim.timings.poll))
+        headers = {"Azure-AsyncOperation": f"{base}/operations/{op.id}{query}"}
+        if location:
+            headers["Location"] = f"{base}/operationresults/{op.id}{query}"
+        headers.update(self._hint())
         return headers
 
     def status(self, op_id: str) -> Response:
         op = self._find(op_id)
-        headers = retry_after_headers(self.sim.timings.poll) if op.status == "InProgress" else {}
-        return Response(200, op.body(), headers)
+        body = op.body()
+        quirk = str(self.sim.scenario.arm_quirks.get("not_latest_operation") or "").lower()
+        if (op.namespace.lower() == "microsoft.containerservice" and quirk and not op.error
+                and quirk in ("all", "true", op.status.lower())):
+            body["error"] = {"code": "NotLatestOperation",
+                             "message": "Cannot proceed with the operation because another operation was started "
+                                        "on the managed cluster after this one; get the status of the latest "
+                                        "operation instead."}
+        headers = self._hint() if op.status not in ("Succeeded", "Failed", "Canceled") else {}
+        return Response(200, body, headers)
 
     def result(self, op_id: str, url: str) -> Response:
         op = self._find(op_id)
-        if op.status == "InProgress":
-            return Response(202, None, {"Location": url, **retry_after_headers(self.sim.timings.poll)})
+        if op.status not in ("Succeeded", "Failed", "Canceled"):
+            return Response(202, None, {"Location": url, **self._hint()})
         if op.status == "Failed":
             raise HttpError(400, (op.error or {}).get("code", "Failed"), (op.error or {}).get("message", ""))
         return Response(204)
@@ -180,3 +198,39 @@ def require_api_version(req: Request) -> str:
 
 def ok_list(items: list[dict[str, Any]]) -> Response:
     return Response(200, {"value": items})
+
+
+def new_etag(weak: bool = False) -> str:
+    """AKS uses a bare GUID as ``eTag``; the Network RP a weak validator ``W/"<guid>"``."""
+    tag = str(uuid.uuid4())
+    return f'W/"{tag}"' if weak else tag
+
+
+def _etag_matches(header: str, current: str | None) -> bool:
+    if current is None:
+        return False
+    wanted = [t.strip() for t in header.split(",") if t.strip()]
+    bare = current[2:] if current.startswith("W/") else current
+    return any(t == "*" or t in (current, bare, f'"{bare}"', bare.strip('"')) for t in wanted)
+
+
+def check_preconditions(req: Request, current_etag: str | None, exists: bool, unwrapped: bool = False) -> None:
+    """Honour ``If-Match`` / ``If-None-Match`` against the stored eTag: 412 ``PreconditionFailed`` otherwise."""
+    if_match, if_none = req.headers.get("if-match"), req.headers.get("if-none-match")
+    failed = None
+    if if_match is not None and not (exists and _etag_matches(if_match, current_etag)):
+        failed = (f"Operation is not allowed because the eTag in the If-Match header ({if_match}) does not match "
+                  f"the current eTag of the resource ({current_etag or 'none: the resource does not exist'}). "
+                  "Get the resource again and retry with its current eTag.")
+    elif if_none is not None and exists and (if_none.strip() == "*" or _etag_matches(if_none, current_etag)):
+        failed = (f"Operation is not allowed because the resource already exists (If-None-Match: {if_none}, "
+                  f"current eTag {current_etag}).")
+    if failed:
+        raise HttpError(412, "PreconditionFailed", failed, unwrapped=unwrapped)
+
+
+def etag_header(resource: dict[str, Any]) -> dict[str, str]:
+    tag = resource.get("eTag") or resource.get("etag")
+    if not tag:
+        return {}
+    return {"ETag": tag if tag.startswith(("W/", '"')) else f'"{tag}"'}

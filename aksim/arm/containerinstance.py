@@ -112,6 +112,65 @@ def groups_in(world: "World", resource_group_id: str) -> list[dict[str, Any]]:
     return world.arm.children(f"{resource_group_id}/providers/Microsoft.ContainerInstance", CG_TYPE)
 
 
+def _arm_container(c: dict[str, Any]) -> dict[str, Any]:
+    props = c.get("properties") or {}
+    requests = ((props.get("resources") or {}).get("requests") or {})
+    out = {k: copy.deepcopy(v) for k, v in props.items() if k != "instanceView"}
+    out["resources"] = {"requests": {"cpu": float(requests.get("cpu", DEFAULT_CPU)),
+                                     "memoryInGB": float(requests.get("memoryInGB", DEFAULT_MEMORY_GB))}}
+    out.setdefault("ports", [])
+    out.setdefault("environmentVariables", [])
+    out["instanceView"] = {"restartCount": 0, "currentState": {"state": "Waiting", "detailStatus": "ContainerCreating"},
+                           "events": []}
+    return {"name": c.get("name", ""), "properties": out}
+
+
+def group_from_request(world: "World", group_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A container group as ``PUT`` creates it: ``Pending`` until its operation completes. With ``subnetIds`` the
+    subnet must exist and be delegated to ACI; the group gets a private IP there and links the subnet."""
+    props = body.get("properties") or {}
+    if not body.get("location"):
+        raise HttpError(400, "LocationRequired", "The location property is required for this definition.")
+    containers = props.get("containers") or []
+    if not containers or not all((c.get("properties") or {}).get("image") for c in containers):
+        raise HttpError(400, "InvalidContainerGroupDefinition" if containers else "NoContainersInContainerGroup",
+                        f"The container group '{group_id.rsplit('/', 1)[-1]}' must have at least one container "
+                        "with an image.")
+    name = group_id.rsplit("/", 1)[-1]
+    stored: dict[str, Any] = {
+        "id": group_id, "name": name, "type": CG_TYPE, "location": body["location"], "tags": body.get("tags") or {},
+        "properties": {"sku": props.get("sku") or "Standard", "provisioningState": "Pending",
+                       "containers": [_arm_container(c) for c in containers], "initContainers": [],
+                       "restartPolicy": props.get("restartPolicy") or "Always",
+                       "osType": props.get("osType") or "Linux",
+                       "instanceView": {"events": [], "state": "Pending"}}}
+    if body.get("zones"):
+        stored["zones"] = list(body["zones"])
+    subnets = props.get("subnetIds") or []
+    ip_spec = props.get("ipAddress")
+    if subnets:
+        subnet_id = subnets[0]["id"]
+        subnet = world.arm.get(subnet_id)
+        if subnet is None:
+            raise HttpError(400, "InvalidSubnetId" if "/subnets/" in subnet_id else "InvalidResourceId",
+                            f"The subnet '{subnet_id}' of container group '{name}' was not found.")
+        if network.ACI_SERVICE not in network.delegated_services(subnet):
+            raise HttpError(400, "SubnetMissingRequiredDelegation",
+                            f"Subnet missing required delegation 'Microsoft.ContainerInstance' for container group "
+                            f"'{name}'.")
+        ip = network.allocate_ip(world, subnet_id)
+        if ip is None:
+            raise HttpError(409, "SubnetIsFull", f"The subnet '{subnet_id}' has no free IP address for container "
+                            f"group '{name}'.")
+        network.add_service_association_link(world, subnet_id)
+        stored["properties"]["subnetIds"] = [{"id": subnet["id"]}]
+        stored["properties"]["ipAddress"] = {"type": "Private", "ip": ip,
+                                             "ports": copy.deepcopy((ip_spec or {}).get("ports") or [])}
+    elif ip_spec:
+        stored["properties"]["ipAddress"] = {**copy.deepcopy(ip_spec), "ip": "20.50.0.4"}
+    return stored
+
+
 # -- HTTP ---------------------------------------------------------------------------------------------
 def register(sim: "SimContext") -> None:
     def rg_id(req: Request) -> str:
@@ -145,8 +204,39 @@ def register(sim: "SimContext") -> None:
             authorization.authorize(sim.world, f"{CG_TYPE}/delete", res["id"])
             return Response(200, copy.deepcopy(delete_group(sim.world, res["id"])))
 
+    def put(req: Request) -> Response:
+        """201 ``Pending`` + ``Azure-AsyncOperation``; the operation goes ``Pending`` -> ``Succeeded``."""
+        version = require_api_version(req)
+        body = req.json() or {}
+        with sim.lock:
+            world = sim.world
+            group_id = f"{rg_id(req)}/providers/{CG_TYPE}/{req.params['name']}"
+            authorization.authorize(world, f"{CG_TYPE}/write", group_id)
+            existing = world.arm.get(group_id)
+            new = group_from_request(world, group_id, body)
+            if existing is not None:
+                delete_group(world, group_id)
+            stored = world.arm.put(new)
+
+            def complete() -> dict[str, Any] | None:
+                res = world.arm.get(group_id)
+                if res is None:
+                    return {"code": "ResourceNotFound", "message": f"Container group '{req.params['name']}' vanished."}
+                started = utcnow()
+                res["properties"]["provisioningState"] = "Succeeded"
+                res["properties"]["instanceView"]["state"] = "Running"
+                for c in res["properties"]["containers"]:
+                    c["properties"]["instanceView"]["currentState"] = {"state": "Running", "startTime": started,
+                                                                       "detailStatus": ""}
+                return None
+
+            op = world.ops.start(req.params["sub"], "Microsoft.ContainerInstance", body["location"], complete,
+                                 delay=sim.timings.aci_create, status="Pending")
+            return Response(200 if existing else 201, copy.deepcopy(stored), world.ops.headers(op, version))
+
     base = "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups"
     sim.arm_router.add("GET", "/subscriptions/{sub}/providers/Microsoft.ContainerInstance/containerGroups", list_in_sub)
     sim.arm_router.add("GET", base, list_in_rg)
     sim.arm_router.add("GET", base + "/{name}", get_group)
+    sim.arm_router.add("PUT", base + "/{name}", put)
     sim.arm_router.add("DELETE", base + "/{name}", delete)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from aksim.arm import identity
-from aksim.arm.common import ok_list, parent_id, require_api_version, split_rg, utcnow
+from aksim.arm.common import (check_preconditions, etag_header, new_etag, ok_list, parent_id, require_api_version,
+                              split_rg, utcnow)
 from aksim.arm.provider import ProviderApi
 from aksim.arm.resources import require_resource_group
 from aksim.httpcore import HttpError, Request, Response
@@ -27,6 +28,12 @@ MC_TYPE = "Microsoft.ContainerService/ManagedClusters"
 ADDON = "aciConnectorLinux"
 SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
 BASE = "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.ContainerService/managedClusters"
+
+
+def rp_error(status: int, code: str, message: str, target: str | None = None) -> HttpError:
+    """An error of the AKS resource provider itself: sent unwrapped (no ``{"error": ...}``), as AKS does."""
+    return HttpError(status, code, message, unwrapped=True, target=target)
+
 
 # Fields owned by the service: a PUT body cannot change them; they are carried over from the stored cluster.
 READ_ONLY_PROPS = ("provisioningState", "powerState", "fqdn", "azurePortalFQDN", "currentKubernetesVersion",
@@ -99,7 +106,8 @@ class ManagedClusters(ProviderApi):
     def get(self, req: Request) -> Response:
         require_api_version(req)
         with self.sim.lock:
-            return Response(200, self._require(req))
+            mc = self._require(req)
+            return Response(200, mc, etag_header(mc))
 
     def list_rg(self, req: Request) -> Response:
         require_api_version(req)
@@ -119,8 +127,8 @@ class ManagedClusters(ProviderApi):
             with self.sim.lock:
                 mc = self._require(req)
                 if admin and mc["properties"].get("disableLocalAccounts"):
-                    raise HttpError(400, "BadRequest", "Getting static credential is not allowed because this "
-                                    "cluster is set to disable local accounts.")
+                    raise rp_error(400, "BadRequest", "Getting static credential is not allowed because this "
+                                   "cluster is set to disable local accounts.")
                 cluster = self.world.cluster_by_id(mc["id"])
                 assert cluster is not None
                 value = base64.b64encode(kubeconfig(cluster, self.sim.tls.ca_data_b64, admin).encode()).decode()
@@ -134,18 +142,20 @@ class ManagedClusters(ProviderApi):
         body = req.json() or {}
         with self.sim.lock:
             current = self._require(req)
+            check_preconditions(req, current.get("eTag"), True, unwrapped=True)
             cluster = self.world.cluster_by_id(current["id"])
             assert cluster is not None
             if cluster.extra.get("operation"):
                 op = cluster.extra["operation"]
-                raise HttpError(409, "OperationNotAllowed",
-                                "Operation is not allowed because there's an in progress update managed cluster "
-                                f"operation with operation id {op.id} on the managed cluster started at "
-                                f"{op.start}. Please wait for the operation to complete and try again.")
+                raise rp_error(409, "OperationNotAllowed",
+                               "Operation is not allowed because there's an in progress update managed cluster "
+                               f"operation with operation id {op.id} on the managed cluster started at "
+                               f"{op.start}. Please wait for the operation to complete and try again.")
             desired = self._merge(current, body)
             self._validate_addon(desired)
             self._apply_addon_identity(current, desired)
             desired["properties"]["provisioningState"] = "Updating"
+            desired["eTag"] = new_etag()
             self.world.arm.put(desired)
             sub, _ = split_rg(desired["id"])
 
@@ -155,19 +165,20 @@ class ManagedClusters(ProviderApi):
                 if stored is None:
                     return {"code": "NotFound", "message": "cluster vanished"}
                 stored["properties"]["provisioningState"] = "Succeeded"
+                stored["eTag"] = new_etag()
                 self.sim.hooks.cluster_changed(self.world, cluster)
                 return None
 
             op = self.world.ops.start(sub, "Microsoft.ContainerService", desired["location"], complete)
             cluster.extra["operation"] = op
-            return Response(200, desired, self.world.ops.headers(op, version))
+            return Response(200, desired, {**self.world.ops.headers(op, version), **etag_header(desired)})
 
     def _merge(self, current: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         desired = copy.deepcopy(body)
         desired["id"], desired["name"], desired["type"] = current["id"], current["name"], current["type"]
         desired.setdefault("location", current["location"])
         if desired["location"].replace(" ", "").lower() != current["location"].lower():
-            raise HttpError(400, "BadRequest", "Changing property 'location' is not allowed.")
+            raise rp_error(400, "BadRequest", "Changing property 'location' is not allowed.", target="location")
         props = desired.setdefault("properties", {})
         for key in READ_ONLY_PROPS:
             if key in current["properties"]:
@@ -189,18 +200,19 @@ class ManagedClusters(ProviderApi):
         plugin, mode = net.get("networkPlugin", "kubenet"), net.get("networkPluginMode")
         if plugin != "azure" or mode == "overlay":
             used = f"{plugin} with {mode} mode" if mode else plugin
-            raise HttpError(400, "InvalidParameter",
-                            f"Addon '{ADDON}' is only supported with the Azure CNI network plugin ('azure', "
-                            f"without overlay mode); this cluster uses '{used}'.")
+            raise rp_error(400, "InvalidParameter",
+                           f"Addon '{ADDON}' is only supported with the Azure CNI network plugin ('azure', "
+                           f"without overlay mode); this cluster uses '{used}'.", target="addonProfiles")
         subnet_name = (profile.get("config") or {}).get("SubnetName")
         if not subnet_name:
-            raise HttpError(400, "InvalidParameter", f"Addon '{ADDON}' requires config 'SubnetName'.")
+            raise rp_error(400, "InvalidParameter", f"Addon '{ADDON}' requires config 'SubnetName'.",
+                           target="addonProfiles")
         vnet_id = agent_pool_vnet_id(mc, self.world)
         if vnet_id is None or self.world.arm.get(f"{vnet_id}/subnets/{subnet_name}") is None:
-            raise HttpError(400, "InvalidParameter",
-                            f"subnet '{subnet_name}' is not found in vnet '{vnet_id or '<none>'}' and subnet CIDR "
-                            "is not specified. The virtual node subnet must exist in the virtual network of "
-                            "the first agent pool.")
+            raise rp_error(400, "InvalidParameter",
+                           f"subnet '{subnet_name}' is not found in vnet '{vnet_id or '<none>'}' and subnet CIDR "
+                           "is not specified. The virtual node subnet must exist in the virtual network of "
+                           "the first agent pool.", target="addonProfiles")
 
     def _apply_addon_identity(self, current: dict[str, Any], desired: dict[str, Any]) -> None:
         profiles = desired["properties"].get("addonProfiles") or {}
@@ -279,9 +291,11 @@ def seed_cluster_resource(world: "World", spec: dict[str, Any], rg_name: str, no
         "maxAgentPools": 100, "disableLocalAccounts": bool(spec.get("disable_local_accounts", False)),
         "apiServerAccessProfile": {"enablePrivateCluster": bool(spec.get("private", False))},
     }
+    if spec.get("authorized_ip_ranges"):
+        props["apiServerAccessProfile"]["authorizedIPRanges"] = [str(r) for r in spec["authorized_ip_ranges"]]
     mc: dict[str, Any] = {
         "id": f"/subscriptions/{sub}/resourcegroups/{rg_name}/providers/Microsoft.ContainerService/"
               f"managedClusters/{name}",
         "location": location, "name": name, "type": MC_TYPE, "properties": props,
-        "sku": {"name": "Base", "tier": "Free"}, "systemData": {"createdAt": utcnow()}}
+        "sku": {"name": "Base", "tier": "Free"}, "systemData": {"createdAt": utcnow()}, "eTag": new_etag()}
     return mc

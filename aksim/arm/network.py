@@ -1,4 +1,4 @@
-"""Microsoft.Network: virtual networks, subnets, route tables, network security groups.
+"""Microsoft.Network: virtual networks, subnets, route tables, network security groups, NAT gateways.
 
 Subnets are stored as resources of their own (``.../virtualNetworks/{v}/subnets/{s}``); a VNet GET embeds
 them. Subnet writes are validated as the Network RP does (CIDR format, inside the VNet, no overlap, no
@@ -16,7 +16,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 
 from aksim.arm import authorization
-from aksim.arm.common import name_of, not_found, ok_list, require_api_version
+from aksim.arm.common import check_preconditions, etag_header, name_of, not_found, ok_list, require_api_version
 from aksim.arm.provider import ProviderApi
 from aksim.arm.resources import require_resource_group
 from aksim.httpcore import HttpError, Request, Response
@@ -34,6 +34,7 @@ DELEGATION_TYPE = "Microsoft.Network/virtualNetworks/subnets/delegations"
 SAL_TYPE = "Microsoft.Network/virtualNetworks/subnets/serviceAssociationLinks"
 ROUTE_TABLE_TYPE = "Microsoft.Network/routeTables"
 NSG_TYPE = "Microsoft.Network/networkSecurityGroups"
+NAT_TYPE = "Microsoft.Network/natGateways"
 ACI_SERVICE = "Microsoft.ContainerInstance/containerGroups"
 ACI_SAL_NAME = "acisal"            # the link's name as the Network RP shows it
 ACI_DELEGATION_NAME = "aciDelegation"
@@ -146,7 +147,7 @@ def render_vnet(world: "World", vnet: dict[str, Any]) -> dict[str, Any]:
 
 def _render_linked(world: "World", res: dict[str, Any]) -> dict[str, Any]:
     """Route tables and NSGs list the subnets that reference them."""
-    key = "routeTable" if res["type"] == ROUTE_TABLE_TYPE else "networkSecurityGroup"
+    key = {ROUTE_TABLE_TYPE: "routeTable", NAT_TYPE: "natGateway"}.get(res["type"], "networkSecurityGroup")
     out = copy.deepcopy(res)
     out["properties"]["subnets"] = [{"id": s["id"]} for s in world.arm.of_type(SUBNET_TYPE)
                                     if ((s["properties"].get(key) or {}).get("id") or "").lower() == res["id"].lower()]
@@ -353,6 +354,33 @@ def seed_route_table(world: "World", resource_group_id: str, location: str, name
                                              {"disableBgpRoutePropagation": False, "routes": []}))
 
 
+def nat_gateway_body(resource_group_id: str, name: str, location: str, props: dict[str, Any],
+                     sku: dict[str, Any] | None, tags: dict[str, str] | None = None,
+                     zones: list[str] | None = None) -> dict[str, Any]:
+    """A NAT gateway as the Network RP stores it; only the Standard SKU exists."""
+    name_sku = (sku or {}).get("name") or "Standard"
+    if name_sku != "Standard":
+        raise HttpError(400, "InvalidNatGatewaySku",
+                        f"NAT gateway {resource_group_id}/providers/{NAT_TYPE}/{name} has an invalid SKU "
+                        f"'{name_sku}'. The only supported SKU is 'Standard'.")
+    writable = ("idleTimeoutInMinutes", "publicIpAddresses", "publicIpPrefixes")
+    kept = {k: copy.deepcopy(v) for k, v in props.items() if k in writable}
+    kept.setdefault("idleTimeoutInMinutes", 4)
+    res = _simple(resource_group_id, NAT_TYPE, name, location, kept, tags)
+    res["sku"] = {"name": "Standard", "tier": "Regional"}
+    if zones:
+        res["zones"] = list(zones)
+    return res
+
+
+def seed_nat_gateway(world: "World", resource_group_id: str, location: str, spec: Any) -> dict[str, Any]:
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    existing = world.arm.get(f"{resource_group_id}/providers/{NAT_TYPE}/{spec['name']}")
+    props = {"idleTimeoutInMinutes": int(spec.get("idle_timeout", 4))}
+    return existing or world.arm.put(nat_gateway_body(resource_group_id, spec["name"], location, props, None,
+                                                      zones=spec.get("zones")))
+
+
 def seed_nsg(world: "World", resource_group_id: str, location: str, name: str) -> dict[str, Any]:
     existing = world.arm.get(f"{resource_group_id}/providers/{NSG_TYPE}/{name}")
     return existing or world.arm.put(_simple(resource_group_id, NSG_TYPE, name, location,
@@ -365,6 +393,8 @@ def _seed_subnet(resource_group_id: str, vnet_id: str, spec: dict[str, Any]) -> 
         props["routeTable"] = {"id": f"{resource_group_id}/providers/{ROUTE_TABLE_TYPE}/{spec['route_table']}"}
     if spec.get("nsg"):
         props["networkSecurityGroup"] = {"id": f"{resource_group_id}/providers/{NSG_TYPE}/{spec['nsg']}"}
+    if spec.get("nat_gateway"):
+        props["natGateway"] = {"id": f"{resource_group_id}/providers/{NAT_TYPE}/{spec['nat_gateway']}"}
     if spec.get("delegation"):
         props["delegations"] = [{"name": "delegation", "properties": {"serviceName": spec["delegation"]}}]
     subnet = build_subnet(vnet_id, spec["name"], props, None, state="Succeeded")
@@ -421,9 +451,9 @@ class _Api(ProviderApi):
     def _lro(self, req: Request, status: int, body: dict[str, Any] | None, location: str,
              complete: Callable[[], None], with_location: bool = False) -> Response:
         op = self.world.ops.start(req.params["sub"], NS, location, complete)
-        headers = self.world.ops.headers(op, req.q("api-version"))
-        if not with_location:
-            headers.pop("Location")
+        headers = self.world.ops.headers(op, req.q("api-version"), location=with_location)
+        if body is not None and body.get("etag"):
+            headers.update(etag_header(body))
         return Response(status, copy.deepcopy(body), headers)
 
     def _settle(self, resource_id: str) -> Callable[[], None]:
@@ -433,6 +463,8 @@ class _Api(ProviderApi):
             res = world.arm.get(resource_id)
             if res is not None and res["properties"].get("provisioningState") == "Updating":
                 res["properties"]["provisioningState"] = "Succeeded"
+                if "etag" in res:
+                    res["etag"] = _etag()   # every write, the service's own included, changes the eTag
         return done
 
     # virtual networks
@@ -519,7 +551,7 @@ class _Api(ProviderApi):
         with self.sim.lock:
             vnet = self._vnet(req)
             subnet = _require_subnet(self.world, f"{vnet['id']}/subnets/{req.params['subnet']}")
-            return Response(200, copy.deepcopy(subnet))
+            return Response(200, copy.deepcopy(subnet), etag_header(subnet))
 
     def list_subnets(self, req: Request) -> Response:
         require_api_version(req)
@@ -533,6 +565,7 @@ class _Api(ProviderApi):
             world = self.world
             vnet = self._vnet(req, parent=True)
             existing = world.arm.get(f"{vnet['id']}/subnets/{req.params['subnet']}")
+            check_preconditions(req, (existing or {}).get("etag"), existing is not None)
             name = existing["name"] if existing else req.params["subnet"]
             subnet = build_subnet(vnet["id"], name, body.get("properties") or {}, existing)
             authorization.authorize(world, "Microsoft.Network/virtualNetworks/subnets/write", subnet["id"])
@@ -642,8 +675,60 @@ class _Api(ProviderApi):
         return handler
 
 
+class _NatApi(_Api):
+    """NAT gateways: a subnet points at one with ``natGateway.id``; one in use cannot be deleted."""
+
+    def put(self, req: Request) -> Response:
+        require_api_version(req)
+        body = req.json() or {}
+        if not body.get("location"):
+            raise HttpError(400, "LocationRequired", "The location property is required for this definition.")
+        with self.sim.lock:
+            rg = self._rg(req)
+            res_id = self._id(req, NAT_TYPE, req.params["name"])
+            authorization.authorize(self.world, f"{NAT_TYPE}/write", res_id)
+            existing = self.world.arm.get(res_id)
+            check_preconditions(req, (existing or {}).get("etag"), existing is not None)
+            res = nat_gateway_body(rg["id"], name_of(res_id), body["location"], body.get("properties") or {},
+                                   body.get("sku"), body.get("tags"), body.get("zones"))
+            if existing:
+                res["properties"]["resourceGuid"] = existing["properties"].get("resourceGuid")
+            res["properties"]["provisioningState"] = "Updating"
+            self.world.arm.put(res)
+            return self._lro(req, 200 if existing else 201, _render_linked(self.world, res), res["location"],
+                             self._settle(res_id))
+
+    def delete(self, req: Request) -> Response:
+        require_api_version(req)
+        with self.sim.lock:
+            res_id = self._id(req, NAT_TYPE, req.params["name"])
+            res = self.world.arm.get(res_id)
+            if res is None:
+                return Response(204)
+            authorization.authorize(self.world, f"{NAT_TYPE}/delete", res_id)
+            users = [s["id"] for s in self.world.arm.of_type(SUBNET_TYPE)
+                     if ((s["properties"].get("natGateway") or {}).get("id") or "").lower() == res_id.lower()]
+            if users:
+                raise HttpError(400, "InUseNatGatewayCannotBeDeleted",
+                                f"Nat Gateway {res_id} is in use by subnet {users[0]} and cannot be deleted. "
+                                "Remove the NAT gateway from the subnet first.")
+            res["properties"]["provisioningState"] = "Deleting"
+            world = self.world
+
+            def gone() -> None:
+                world.arm.delete(res_id)
+            return self._lro(req, 202, None, res["location"], gone, with_location=True)
+
+    def list_all(self, req: Request) -> Response:
+        require_api_version(req)
+        with self.sim.lock:
+            return ok_list([_render_linked(self.world, r)
+                            for r in self.world.arm.of_type(NAT_TYPE, f"/subscriptions/{req.params['sub']}/")])
+
+
 def register(sim: "SimContext") -> None:
     api = _Api(sim)
+    nat = _NatApi(sim)
     r = sim.arm_router
     r.add("GET", "/subscriptions/{sub}/providers/Microsoft.Network/virtualNetworks", api.list_all_vnets)
     r.add("GET", VNETS, api.list_vnets)
@@ -663,3 +748,9 @@ def register(sim: "SimContext") -> None:
         r.add("GET", base, api.list_simple(rtype))
         r.add("GET", base + "/{name}", api.get_simple(rtype))
         r.add("PUT", base + "/{name}", api.put_simple(rtype))
+    nat_base = f"{RG}/providers/Microsoft.Network/natGateways"
+    r.add("GET", "/subscriptions/{sub}/providers/Microsoft.Network/natGateways", nat.list_all)
+    r.add("GET", nat_base, api.list_simple(NAT_TYPE))
+    r.add("GET", nat_base + "/{name}", api.get_simple(NAT_TYPE))
+    r.add("PUT", nat_base + "/{name}", nat.put)
+    r.add("DELETE", nat_base + "/{name}", nat.delete)

@@ -148,18 +148,24 @@ def test_az_rest_put_under_a_new_name_is_a_409(az: Any, sim: Any) -> None:
 
 def test_az_unknown_principal_is_not_found(az: Any) -> None:
     res = create(az, "22222222-2222-2222-2222-222222222222", check=False)
-    assert "(PrincipalNotFound) Principal 22222222-2222-2222-2222-222222222222 does not exist in the directory" \
+    assert "(PrincipalNotFound) Principal 22222222222222222222222222222222 does not exist in the directory" \
            in res.stderr
+    assert "set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  " \
+           "See https://aka.ms/docs-principaltype" in res.stderr
 
 
 @pytest.mark.scenario(scenario(replication=60))
 def test_az_fresh_identity_is_not_found_until_replicated(az: Any, sim: Any) -> None:
+    """Without principalType ARM looks the principal up and fails while it replicates; with it, it does not."""
     with sim.lock:
         fresh = sim.world.add_principal(name="fresh", kind="ManagedIdentity")
-    res = create(az, fresh.object_id, check=False)
-    assert "(PrincipalNotFound)" in res.stderr and "replication delay" in res.stderr
-    with sim.lock:
-        fresh.created -= 60
+    body = {"properties": {"roleDefinitionId": f"{SUB_SCOPE}/providers/Microsoft.Authorization/roleDefinitions/"
+                                               "4d97b98b-1d4f-4787-a291-c67834d212e7",
+                           "principalId": fresh.object_id}}
+    url = f"{SUBNET_ID}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}?api-version=2022-04-01"
+    res = az("rest", "--method", "put", "--url", url, "--body", json.dumps(body), check=False)
+    assert '"code":"PrincipalNotFound"' in res.stderr and "replication delay" in res.stderr
+    # az role assignment create sends principalType (--assignee-principal-type): no replication check
     assert create(az, fresh.object_id).json()["principalId"] == fresh.object_id
 
 
