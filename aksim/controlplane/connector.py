@@ -4,9 +4,9 @@ Any pod on a regular node whose container runs the virtual-kubelet image is a co
 add-on or a Helm chart created it. When the kubelet starts it, the connector reads its configuration from
 its environment and arguments and checks its prerequisites in the provider's order. On success the subnet is
 delegated if needed, the container runs, and after ``timings.node_register`` the node and its Lease appear;
-the Lease is renewed every ``timings.lease_renew``. On failure the container crash-loops: every
-``timings.connector_restart`` it restarts and checks again, so a later fix (a role assignment) heals it and no
-node is registered meanwhile. When a connector pod goes away its node keeps a stale Lease and, after
+the Lease is renewed every ``timings.lease_renew``. On failure the container crash-loops with the kubelet's
+back-off (10 s, 20 s, 40 s ... 300 s, times ``timings.backoff_scale``; :mod:`aksim.controlplane.backoff`); at
+each restart it checks again, so a later fix (a role assignment) heals it and no node is registered meanwhile. When a connector pod goes away its node keeps a stale Lease and, after
 ``timings.lease_duration``, the node-lifecycle controller marks it Unknown.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from aksim.arm import authorization, network
 from aksim.arm.containerservice import agent_pool_vnet_id, is_msi
 from aksim.controlplane import events
+from aksim.controlplane.backoff import Backoff, go_duration
 from aksim.controlplane.podutil import (Obj, container_id, image_id, key_of, mark_running, set_condition,
                                        split_key)
 from aksim.controlplane.runtime import now_micro, now_rfc3339
@@ -61,13 +62,6 @@ def authorization_failed(principal: "Principal", action: str, scope: str) -> str
 
 def log_line(level: str, message: str) -> str:
     return f'time="{now_rfc3339()}" level={level} msg="{message}"'
-
-
-def _backoff(restarts: int) -> str:
-    """The kubelet's crash-loop back-off (10 s doubling, 5 min cap) in Go duration notation."""
-    seconds = min(10 * 2 ** max(restarts - 1, 0), 300)
-    minutes, rest = divmod(seconds, 60)
-    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
 # -- configuration ------------------------------------------------------------------------------------
@@ -185,7 +179,7 @@ class Connector:
     host: "NodeInfo"
     config: ConnectorConfig | None = None
     principal: "Principal | None" = None
-    restarts: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
     healthy: bool = False
     alive: bool = True
     log: list[str] = field(default_factory=list)
@@ -320,10 +314,10 @@ class Connectors:
     def _crash(self, conn: Connector, pod: Obj) -> None:
         assert conn.config is not None
         conn.healthy = False
-        conn.restarts += 1
+        delay = conn.backoff.next_delay(self.cp.timings.backoff_scale)
         container = conn.config.container
         meta = pod["metadata"]
-        message = (f"back-off {_backoff(conn.restarts)} restarting failed container={container['name']} "
+        message = (f"back-off {go_duration(conn.backoff.current)} restarting failed container={container['name']} "
                    f"pod={meta['name']}_{meta['namespace']}({meta['uid']})")
 
         def apply(p: Obj) -> None:
@@ -331,7 +325,7 @@ class Connectors:
             if p["status"].get("phase") != "Running":
                 mark_running(p, conn.pod_ip, conn.host.host_ip)
             status = next(s for s in p["status"]["containerStatuses"] if s["name"] == container["name"])
-            status.update(ready=False, started=False, restartCount=conn.restarts,
+            status.update(ready=False, started=False, restartCount=conn.backoff.restarts,
                           state={"waiting": {"reason": "CrashLoopBackOff", "message": message}},
                           lastState={"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now,
                                                     "finishedAt": now,
@@ -346,7 +340,7 @@ class Connectors:
         events.record(self.cp, crashed, "BackOff", f"Back-off restarting failed container {container['name']} in pod "
                       f"{meta['name']}_{meta['namespace']}({meta['uid']})", type_=events.WARNING,
                       component="kubelet", host=conn.host.name, field_path=f"spec.containers{{{container['name']}}}")
-        self.cp.later(self.cp.timings.connector_restart, lambda: self._attempt(conn))
+        self.cp.later(delay, lambda: self._attempt(conn))
 
     # -- node and lease -------------------------------------------------------------------------------
     def _register(self, conn: Connector) -> None:

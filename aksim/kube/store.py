@@ -124,6 +124,19 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType("clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io", namespaced=False),
     ResourceType("roles", "Role", "rbac.authorization.k8s.io"),
     ResourceType("rolebindings", "RoleBinding", "rbac.authorization.k8s.io"),
+    # Virtual Nodes v2 (the ``virtualnode`` chart) and what its pods need
+    ResourceType("statefulsets", "StatefulSet", "apps", short_names=("sts",), subresources=("status", "scale"),
+                 categories=_ALL),
+    ResourceType("controllerrevisions", "ControllerRevision", "apps"),
+    ResourceType("poddisruptionbudgets", "PodDisruptionBudget", "policy", short_names=("pdb",),
+                 subresources=("status",)),
+    ResourceType("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", "admissionregistration.k8s.io",
+                 namespaced=False, categories=("api-extensions",)),
+    ResourceType("validatingwebhookconfigurations", "ValidatingWebhookConfiguration",
+                 "admissionregistration.k8s.io", namespaced=False, categories=("api-extensions",)),
+    ResourceType("priorityclasses", "PriorityClass", "scheduling.k8s.io", namespaced=False, short_names=("pc",)),
+    ResourceType("customresourcedefinitions", "CustomResourceDefinition", "apiextensions.k8s.io", namespaced=False,
+                 short_names=("crd", "crds"), subresources=("status",), categories=("api-extensions",)),
 )
 
 
@@ -234,8 +247,16 @@ def _validate_workload(obj: Obj) -> list[dict[str, str]]:
     return []
 
 
+def _validate_priority_class(obj: Obj) -> list[dict[str, str]]:
+    if not isinstance(obj.get("value"), int):
+        return [_cause("value", "FieldValueRequired", "Required value")]
+    return []
+
+
 _TYPE_VALIDATORS: dict[str, Callable[[Obj], list[dict[str, str]]]] = {
     "pods": _validate_pod,
+    "statefulsets.apps": _validate_workload,
+    "priorityclasses.scheduling.k8s.io": _validate_priority_class,
     "deployments.apps": _validate_workload,
     "replicasets.apps": _validate_workload,
     "daemonsets.apps": _validate_workload,
@@ -313,6 +334,42 @@ def _default_deployment(obj: Obj) -> None:
                                  "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
 
 
+def _default_statefulset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+    spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
+    obj.setdefault("status", {}).setdefault("replicas", 0)
+    obj["status"].setdefault("availableReplicas", 0)
+
+
+def _default_pdb(obj: Obj) -> None:
+    status = obj.setdefault("status", {})
+    _zeros(status, {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0})
+
+
+def _default_priority_class(obj: Obj) -> None:
+    obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+
+def _default_webhooks(obj: Obj, mutating: bool) -> None:
+    for hook in obj.get("webhooks") or []:
+        hook.setdefault("failurePolicy", "Fail")
+        hook.setdefault("matchPolicy", "Equivalent")
+        hook.setdefault("namespaceSelector", {})
+        hook.setdefault("objectSelector", {})
+        hook.setdefault("timeoutSeconds", 10)
+        if mutating:
+            hook.setdefault("reinvocationPolicy", "Never")
+        for rule in hook.get("rules") or []:
+            rule.setdefault("scope", "*")
+        service = (hook.get("clientConfig") or {}).get("service")
+        if isinstance(service, dict):
+            service.setdefault("port", 443)
+
+
 def _default_secret(obj: Obj) -> None:
     string_data = obj.pop("stringData", None) or {}
     for key, value in string_data.items():
@@ -328,6 +385,11 @@ _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "daemonsets.apps": _default_daemonset,
     "nodes": _default_node,
     "secrets": _default_secret,
+    "statefulsets.apps": _default_statefulset,
+    "poddisruptionbudgets.policy": _default_pdb,
+    "priorityclasses.scheduling.k8s.io": _default_priority_class,
+    "mutatingwebhookconfigurations.admissionregistration.k8s.io": lambda o: _default_webhooks(o, True),
+    "validatingwebhookconfigurations.admissionregistration.k8s.io": lambda o: _default_webhooks(o, False),
 }
 
 
