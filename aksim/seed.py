@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from aksim.arm import authorization, containerservice, identity, network
 from aksim.arm.resources import create_resource_group, rg_id
 from aksim.httpcore import Endpoint
+from aksim.kube.admission import BUILTIN_PRIORITY_CLASSES
 
 if TYPE_CHECKING:
     from aksim.world import Cluster, World
@@ -151,11 +152,13 @@ def _ts() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _node(name: str, ip: str, version: str, cap: dict[str, str], location: str, index: int) -> dict[str, Any]:
+def _node(name: str, ip: str, version: str, cap: dict[str, str], location: str, index: int,
+          node_rg: str = "aksim") -> dict[str, Any]:
     labels = {"agentpool": "nodepool1", "kubernetes.azure.com/agentpool": "nodepool1",
-              "kubernetes.azure.com/cluster": "aksim", "kubernetes.azure.com/mode": "system",
+              "kubernetes.azure.com/cluster": node_rg, "kubernetes.azure.com/mode": "system",
               "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-              "kubernetes.io/role": "agent", "node.kubernetes.io/instance-type": "Standard_DS2_v2",
+              "kubernetes.io/role": "agent",
+              "node.kubernetes.io/instance-type": cap.get("vm_size", "Standard_DS2_v2"),
               "topology.kubernetes.io/region": location, "topology.kubernetes.io/zone": "0",
               "beta.kubernetes.io/os": "linux"}
     allocatable = {"cpu": cap.get("allocatable_cpu", "1900m"), "memory": cap.get("allocatable_memory", "5Gi"),
@@ -214,8 +217,9 @@ def seed_kube(cluster: "Cluster", spec: dict[str, Any], node_subnet_id: str, wor
     node_ips = [network.allocate_ip(world, node_subnet_id) for _ in names]
     if None in node_ips:
         raise ValueError(f"scenario: subnet {node_subnet_id} is too small for {count} nodes")
-    store.bulk_load("nodes", (_node(n, ip, version, cap, cluster.location, i)
+    store.bulk_load("nodes", (_node(n, ip, version, cap, cluster.location, i, cluster.node_resource_group)
                               for i, (n, ip) in enumerate(zip(names, node_ips))))
+    store.bulk_load("priorityclasses.scheduling.k8s.io", BUILTIN_PRIORITY_CLASSES)
     now_micro = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     store.bulk_load("leases.coordination.k8s.io", (
         {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",

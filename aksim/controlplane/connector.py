@@ -6,13 +6,13 @@ its environment and arguments and checks its prerequisites in the provider's ord
 delegated if needed, the container runs, and after ``timings.node_register`` the node and its Lease appear;
 the Lease is renewed every ``timings.lease_renew``. On failure the container crash-loops with the kubelet's
 back-off (10 s, 20 s, 40 s ... 300 s, times ``timings.backoff_scale``; :mod:`aksim.controlplane.backoff`); at
-each restart it checks again, so a later fix (a role assignment) heals it and no node is registered meanwhile. When a connector pod goes away its node keeps a stale Lease and, after
-``timings.lease_duration``, the node-lifecycle controller marks it Unknown.
+each restart it checks again, so a later fix (a role assignment) heals it and no node is registered meanwhile.
+When a connector pod goes away its node keeps a stale Lease and, after ``timings.lease_duration``, the
+node-lifecycle controller (:mod:`aksim.controlplane.nodelifecycle`) marks it Unknown.
 """
 from __future__ import annotations
 
 import base64
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from aksim.arm import authorization, network
 from aksim.arm.containerservice import agent_pool_vnet_id, is_msi
 from aksim.controlplane import events
 from aksim.controlplane.backoff import Backoff, go_duration
+from aksim.controlplane.nodelifecycle import mark_unknown  # noqa: F401  (re-exported)
 from aksim.controlplane.podutil import (Obj, container_id, image_id, key_of, mark_running, set_condition,
                                        split_key)
 from aksim.controlplane.runtime import now_micro, now_rfc3339
@@ -46,8 +47,6 @@ NODE_CONDITIONS = (("Ready", "True", "KubeletReady", "kubelet is ready."),
                    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
                    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
                    ("NetworkUnavailable", "False", "RouteCreated", "RouteController created a route"))
-LIFECYCLE_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
-UNREACHABLE = "node.kubernetes.io/unreachable"
 
 
 def is_connector(pod: Obj) -> bool:
@@ -194,7 +193,6 @@ class Connectors:
         self.cp = cp
         self._by_pod: dict[str, Connector] = {}
         self.by_node: dict[str, Connector] = {}        # registered, healthy connectors
-        self._renewed: dict[str, float] = {}            # node -> monotonic time of the last Lease renewal
 
     # -- events ---------------------------------------------------------------------------------------
     def on_pod(self, event_type: str, pod: Obj) -> None:
@@ -205,8 +203,7 @@ class Connectors:
             return
         conn.alive = False
         if conn.config and self.by_node.get(conn.node_name) is conn:
-            del self.by_node[conn.node_name]
-            self._watch_lease(conn.node_name)
+            del self.by_node[conn.node_name]        # renewals stop: the node-lifecycle controller takes over
 
     def start(self, pod: Obj, pod_ip: str, host: "NodeInfo") -> None:
         conn = Connector(key_of(pod), pod_ip, host)
@@ -219,7 +216,6 @@ class Connectors:
             if conn.config and conn.node_name == node:
                 conn.healthy = False
         self.by_node.pop(node, None)
-        self._renewed.pop(node, None)
 
     # -- one container run ----------------------------------------------------------------------------
     def _attempt(self, conn: Connector) -> None:
@@ -397,7 +393,6 @@ class Connectors:
 
     def _renew_lease(self, node: str) -> None:
         duration = max(1, round(self.cp.timings.lease_duration))
-        self._renewed[node] = time.monotonic()
         if self.cp.store.get_ref("leases.coordination.k8s.io", "kube-node-lease", node) is None:
             owner = self.cp.store.get_ref("nodes", None, node)
             meta: Obj = {"name": node, "namespace": "kube-node-lease"}
@@ -418,33 +413,3 @@ class Connectors:
             self._put_node(conn)
         self._renew_lease(conn.node_name)
         self.cp.later(self.cp.timings.lease_renew, lambda: self._renew(conn))
-
-    # -- node lifecycle -------------------------------------------------------------------------------
-    def _watch_lease(self, node: str) -> None:
-        self.cp.later(self.cp.timings.lease_duration, lambda: self._check_lease(node))
-
-    def _check_lease(self, node: str) -> None:
-        if node in self.by_node or node not in self._renewed:
-            return
-        age = time.monotonic() - self._renewed[node]
-        if age < self.cp.timings.lease_duration:
-            self.cp.later(self.cp.timings.lease_duration - age, lambda: self._check_lease(node))
-            return
-        if self.cp.store.get_ref("nodes", None, node) is None:
-            return
-        marked = self.cp.store.mutate("nodes", None, node, mark_unknown)
-        events.record(self.cp, marked, "NodeNotReady", f"Node {node} status is now: NodeNotReady",
-                      component="node-controller")
-
-
-def mark_unknown(node: Obj) -> None:
-    """What the node-lifecycle controller does to a node whose kubelet stopped renewing its Lease."""
-    now = now_rfc3339()
-    for cond in node.get("status", {}).get("conditions") or []:
-        if cond["type"] in LIFECYCLE_CONDITIONS and cond["status"] != "Unknown":
-            cond.update(status="Unknown", reason="NodeStatusUnknown", message="Kubelet stopped posting node status.",
-                        lastTransitionTime=now)
-    taints = node.setdefault("spec", {}).setdefault("taints", [])
-    for effect in ("NoSchedule", "NoExecute"):
-        if not any(t.get("key") == UNREACHABLE and t.get("effect") == effect for t in taints):
-            taints.append({"key": UNREACHABLE, "effect": effect, "timeAdded": now})
