@@ -38,7 +38,8 @@ from aksim.controlplane import events
 from aksim.controlplane.backoff import Backoff, go_duration
 from aksim.controlplane.connector import (ACI_SERVICE, GROUP_WRITE, LOG_ANNOTATION, SUBNET_JOIN, Connector,
                                           ConnectorConfig, _env, authorization_failed, log_line)
-from aksim.controlplane.podutil import Obj, container_id, image_id, key_of, mark_running, set_condition, split_key
+from aksim.controlplane.podutil import (Obj, container_id, controller_of, image_id, key_of, mark_running,
+                                       set_condition, split_key)
 from aksim.controlplane.runtime import now_micro, now_rfc3339
 from aksim.kube.store import DELETED, NotFound
 
@@ -62,9 +63,9 @@ def is_infra_pod(pod: Obj) -> bool:
     return labels.get(NAME_LABEL) == "virtualnode" and POD_NAME_LABEL in labels and FAILING in names
 
 
-def kubelet_version(pod: Obj, fallback: str) -> str:
-    """``1.3409.26080501`` (chart/app version) -> ``v1.34.9``, the bundled Kubernetes version."""
-    version = (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/version", "")
+def kubelet_version(labels: dict[str, str], fallback: str) -> str:
+    """``1.3409.26080501`` (the chart's app version label) -> ``v1.34.9``, the bundled Kubernetes version."""
+    version = labels.get("app.kubernetes.io/version", "")
     match = re.fullmatch(r"1\.(\d+)(\d\d)\.\d+", version)
     return f"v1.{int(match.group(1))}.{int(match.group(2))}" if match else fallback
 
@@ -309,9 +310,17 @@ class VirtualNodes2:
                                          {"type": "Hostname", "address": name}],
                            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
                            "nodeInfo": {"operatingSystem": "linux", "architecture": "amd64",
-                                        "kubeletVersion": kubelet_version(pod, fallback), "kubeProxyVersion": "",
+                                        "kubeletVersion": kubelet_version(self._set_labels(pod), fallback),
+                                        "kubeProxyVersion": "",
                                         "containerRuntimeVersion": "remote://proxycri", "osImage": "",
                                         "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": ""}}}
+
+    def _set_labels(self, pod: Obj) -> dict[str, str]:
+        """The labels of the pod's StatefulSet (they carry the chart's version), else the pod's own."""
+        owner = controller_of(pod)
+        sts = self.cp.store.get_ref("statefulsets.apps", pod["metadata"]["namespace"], owner["name"]) \
+            if owner else None
+        return (sts or pod)["metadata"].get("labels") or {}
 
     def _put_node(self, infra: InfraPod, pod: Obj) -> None:
         desired = self.node_object(infra, pod)
