@@ -363,3 +363,14 @@ def test_readme_sample_pod_runs_as_a_container_group_in_cg(sim: Any, az: Any, tm
     vn.run("kubectl", "apply", "-f", str(_write(tmp_path / "ds.json", json.dumps(ds))))
     vn.until(lambda: vn.events("default", "ds-pod", "FailedScheduling"), what="ds pod unschedulable")
     assert not vn.get("pods", "default", "ds-pod")["spec"].get("nodeName")
+
+
+def test_missing_cg_subnet_is_the_azure_not_found_error_in_proxycri(sim: Any, tmp_path: Path) -> None:
+    vn = Vn2(sim, tmp_path, cg=False)
+    vn.install("virtualnode")
+    crashed = vn.until(lambda: (p := vn.store.list("pods", "vn2", INFRA)) and any(
+        s["name"] == "proxycri" and s["restartCount"] >= 1 for s in p[0]["status"].get("containerStatuses") or [])
+        and p[0], what="proxycri crash-looping")
+    log = vn.kubectl("logs", crashed["metadata"]["name"], "-n", "vn2", "-c", "proxycri").stdout
+    assert f'Code="NotFound" Message="Resource {VNET_ID}/subnets/cg not found."' in log
+    assert vn.get("nodes", None, "virtualnode-0") is None
