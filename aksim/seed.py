@@ -80,6 +80,7 @@ def build_cluster(world: "World", spec: dict[str, Any]) -> "Cluster":
     mc_id = f"/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}"
     node_rg_res = create_resource_group(world, node_rg, location, managed_by=mc_id)
     store = KubeStore(sim.lock)
+    store.service_cidr = (spec.get("network") or {}).get("service_cidr", "10.0.0.0/16")
     cluster = Cluster(mc_id, name, rg, location, node_rg, store)
     world.clusters[mc_id.lower()] = cluster
 

@@ -575,6 +575,7 @@ class KubeStore:
         self._by_uid: dict[str, tuple[str, Key]] = {}
         self._dependents: dict[str, set[tuple[str, Key]]] = defaultdict(set)
         self._subscribers: list[Subscriber] = []
+        self.service_cidr = "10.0.0.0/16"       # where ClusterIP services get their address (the cluster's)
         for rtype in BUILTIN_TYPES:
             self.register(rtype)
         for name in SYSTEM_NAMESPACES:
@@ -805,9 +806,34 @@ class KubeStore:
         for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"):
             meta.pop(transient, None)
         _DEFAULTERS.get(rtype.key, lambda _o: None)(obj)
+        if rtype.key == "services" and not seeding:
+            self._allocate_cluster_ip(obj)
         if "spec" in obj:
             meta["generation"] = 1
         return _typed(rtype, obj)
+
+    def _allocate_cluster_ip(self, service: Obj) -> None:
+        """The service IP allocator: a ClusterIP/NodePort/LoadBalancer service without one gets the next free
+        address of ``service_cidr`` (from .100 on); ``None`` makes a headless service."""
+        import ipaddress  # pylint: disable=import-outside-toplevel
+        spec = service.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+        if spec["type"] == "ExternalName" or spec.get("clusterIP"):
+            if spec.get("clusterIP") and "clusterIPs" not in spec:
+                spec["clusterIPs"] = [spec["clusterIP"]]
+            return
+        net = ipaddress.ip_network(self.service_cidr, strict=False)
+        taken = {(o.get("spec") or {}).get("clusterIP") for o in self._tables["services"].objects.values()}
+        for offset in range(100, net.num_addresses - 1):
+            candidate = str(net[offset])
+            if candidate not in taken:
+                spec.update(clusterIP=candidate, clusterIPs=[candidate], ipFamilies=["IPv4"],
+                            ipFamilyPolicy="SingleStack", internalTrafficPolicy="Cluster")
+                return
 
     def _unused_name(self, table: _Table, meta: Obj) -> str:
         ns = meta.get("namespace") or "default" if table.rtype.namespaced else ""

@@ -120,7 +120,8 @@ def all_ready(pod: dict[str, Any]) -> bool:
 # -- 1 ------------------------------------------------------------------------------------------------
 def test_chart_installs_two_nodes_and_uninstall_leaves_ready_ghosts(sim: Any, tmp_path: Path) -> None:
     vn = Vn2(sim, tmp_path)
-    vn.install("virtualnode", "--set", "replicaCount=2", "--set", "podDisruptionBudget.minAvailable=1")
+    vn.install("virtualnode", "--set", "replicaCount=2", "--set", "podDisruptionBudget.minAvailable=1", "--wait",
+               "--timeout", "60s")
     nodes = [vn.ready_node(f"virtualnode-{i}") for i in range(2)]
     for node in nodes:
         labels = node["metadata"]["labels"]
