@@ -243,6 +243,10 @@ def test_scale_down_removes_the_highest_ordinal_and_leaves_its_node(sim: Any, tm
     for name in ("vn2-virtualnode-0", "vn2-virtualnode-1"):
         vn.ready_node(name)
     assert vn.get("namespaces", None, "vn2")["metadata"]["labels"].get("app.kubernetes.io/managed-by") is None
+    rollout = vn.kubectl("rollout", "status", "statefulset/vn2-virtualnode", "-n", "vn2", "--timeout=20s").stdout
+    assert "partitioned roll out complete: 2 new pods have been updated" in rollout
+    described = vn.kubectl("describe", "statefulset", "vn2-virtualnode", "-n", "vn2").stdout
+    assert "Pods Status:        2 Running / 0 Waiting / 0 Succeeded / 0 Failed" in described
     vn.kubectl("scale", "statefulset", "vn2-virtualnode", "-n", "vn2", "--replicas=1")
     vn.until(lambda: vn.store.get("pods", "vn2", "vn2-virtualnode-1") is None, what="-1 pod gone")
     assert vn.get("pods", "vn2", "vn2-virtualnode-0") is not None
@@ -375,3 +379,22 @@ def test_missing_cg_subnet_is_the_azure_not_found_error_in_proxycri(sim: Any, tm
     log = vn.kubectl("logs", crashed["metadata"]["name"], "-n", "vn2", "-c", "proxycri").stdout
     assert f'Code="NotFound" Message="Resource {VNET_ID}/subnets/cg not found."' in log
     assert vn.get("nodes", None, "virtualnode-0") is None
+
+
+def test_node_lifecycle_marks_a_node_unknown_when_its_lease_expires(sim: Any, tmp_path: Path) -> None:
+    vn = Vn2(sim, tmp_path)
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "edge-1", "labels": {"kubernetes.io/os": "linux"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                       "message": "kubelet is posting ready status"}]}}
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "edge-1", "namespace": "kube-node-lease"},
+             "spec": {"holderIdentity": "edge-1", "leaseDurationSeconds": 40}}
+    vn.run("kubectl", "apply", "-f", str(_write(tmp_path / "node.json", json.dumps(node))))
+    vn.run("kubectl", "apply", "-f", str(_write(tmp_path / "lease.json", json.dumps(lease))))
+    unknown = vn.until(lambda: (n := vn.store.get("nodes", None, "edge-1")) and ready(n) == "Unknown" and n,
+                       what="edge-1 Unknown")
+    assert {(t["key"], t["effect"]) for t in unknown["spec"]["taints"]} == {
+        ("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")}
+    assert vn.events("default", "edge-1", "NodeNotReady")
+    # the seeded VM nodes' kubelets are alive: they stay Ready
+    assert all(ready(n) == "True" for n in vn.locked(lambda: vn.store.list("nodes", None, "agentpool=nodepool1")))
