@@ -149,6 +149,25 @@ def _principal_for(world: "World", cluster: "Cluster", who: str) -> str:
 
 
 # -- Kubernetes objects ------------------------------------------------------------------------------
+VM_SIZES = {"Standard_DS2_v2": (2, 7), "Standard_D2s_v3": (2, 8), "Standard_D4s_v3": (4, 16),
+            "Standard_D8s_v3": (8, 32), "Standard_D2s_v5": (2, 8), "Standard_D4s_v5": (4, 16),
+            "Standard_D8s_v5": (8, 32), "Standard_D16s_v5": (16, 64)}        # vCPUs, GiB
+
+
+def vm_capacity(cap: dict[str, Any]) -> dict[str, Any]:
+    """``node_capacity`` with what a known ``vm_size`` implies filled in: capacity, and allocatable after the AKS
+    reservations (CPU: 60m for the first core, 40m the second, 20m each of the next two, 10m each of the next
+    four, 10m each beyond; memory: 20 MiB per max pod + 50 MiB, plus the 100 MiB eviction threshold). Explicit keys win."""
+    size = VM_SIZES.get(cap.get("vm_size", ""))
+    if size is None:
+        return cap
+    cores, gib = size
+    reserved_cpu = sum((60, 40, 20, 20, 10, 10, 10, 10)[:cores]) + 10 * max(0, cores - 8)
+    pods = int(cap.get("pods", 30))
+    derived = {"cpu": str(cores), "allocatable_cpu": f"{cores * 1000 - reserved_cpu}m", "memory": f"{gib}Gi",
+               "allocatable_memory": f"{gib * 1024 - 20 * pods - 50 - 100}Mi"}
+    return {**derived, **cap}
+
 def _ts() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -211,7 +230,7 @@ def seed_kube(cluster: "Cluster", spec: dict[str, Any], node_subnet_id: str, wor
     for ns in SYSTEM_NAMESPACES + tuple(spec.get("namespaces", [])):
         store.ensure_namespace(ns)
     version = str(spec.get("kubernetes_version", "1.33.2"))
-    cap = spec.get("node_capacity") or {}
+    cap = vm_capacity(spec.get("node_capacity") or {})
     count = int(spec.get("nodes", 3))
     prefix = f"aks-nodepool1-{_short_hash(cluster.name)}-vmss"
     names = [f"{prefix}{i:06x}" for i in range(count)]
