@@ -39,6 +39,7 @@ class ControlPlane:
         from aksim.controlplane.aci import AciProvider
         from aksim.controlplane.addon import AddonManager
         from aksim.controlplane.connector import Connectors
+        from aksim.controlplane.crds import CustomResources
         from aksim.controlplane.kubelet import Kubelet
         from aksim.controlplane.nodelifecycle import NodeLifecycle
         from aksim.controlplane.scheduler import Scheduler
@@ -57,6 +58,7 @@ class ControlPlane:
         self.statefulsets = StatefulSets(self)
         self.vn2 = VirtualNodes2(self)
         self.lifecycle = NodeLifecycle(self)
+        self.crds = CustomResources(self)
 
     @property
     def store(self) -> "KubeStore":
@@ -106,6 +108,8 @@ class ControlPlane:
             self.statefulsets.on_priority_class()
         elif resource == "leases.coordination.k8s.io":
             self.lifecycle.on_lease(event_type, obj)
+        elif resource == "customresourcedefinitions.apiextensions.k8s.io":
+            self.crds.on_crd(event_type, obj)
 
 
 class WorkQueue(Generic[K]):

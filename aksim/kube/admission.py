@@ -3,12 +3,13 @@
 * ``Priority`` (pods, create): ``spec.priorityClassName`` must name an existing PriorityClass, else 403
   ``pods "<name>" is forbidden: no PriorityClass with name <x> was found``; the class's value and preemption
   policy are copied into the pod.
-* ``MutatingAdmissionWebhook`` (every resource): a webhook whose rules and selectors match the request is
-  called through its Service. The simulator cannot run webhook servers, so only reachability is modelled: with
-  no ready endpoint behind the Service (no Ready pod with an IP matching its selector) the call fails, and with
-  ``failurePolicy: Fail`` the request is refused with the real 500 ``Internal error occurred: failed calling
-  webhook ...``; with ``Ignore`` it goes through unmutated. A reachable webhook lets the request through
-  unmutated too (stricter than real: it never mutates). ``clientConfig.url`` webhooks are not called.
+* ``MutatingAdmissionWebhook`` then ``ValidatingAdmissionWebhook`` (every resource): a webhook whose rules and
+  selectors match the request is called through its Service. The simulator cannot run webhook servers, so only
+  reachability is modelled: with no ready endpoint behind the Service (no Ready pod with an IP matching its
+  selector) the call fails, and with ``failurePolicy: Fail`` the request is refused with the real 500
+  ``Internal error occurred: failed calling webhook ...``; with ``Ignore`` it goes through unmutated. A
+  reachable webhook lets the request through unmutated and allowed (it never mutates nor denies: webhook
+  servers are not run). ``clientConfig.url`` webhooks are not called.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .selectors import label_selector_string, matches_labels, parse_label_select
 from .store import KubeError, KubeStore, Obj
 
 MUTATING = "mutatingwebhookconfigurations.admissionregistration.k8s.io"
+VALIDATING = "validatingwebhookconfigurations.admissionregistration.k8s.io"
 PRIORITY_CLASSES = "priorityclasses.scheduling.k8s.io"
 _OPERATIONS = {"create": "CREATE", "update": "UPDATE", "delete": "DELETE"}
 
@@ -108,7 +110,7 @@ def _selected(selector: Obj | None, labels: dict[str, str] | None) -> bool:
 
 def _webhooks(store: KubeStore, verb: str, resource: str, new: Obj | None, old: Obj | None, sub: str) -> None:
     operation = _OPERATIONS.get(verb)
-    if operation is None or resource == MUTATING:
+    if operation is None or resource in (MUTATING, VALIDATING):
         return
     plural, group = _split(resource)
     rtype = next((t for t in store.types() if t.key == resource), None)
@@ -119,7 +121,8 @@ def _webhooks(store: KubeStore, verb: str, resource: str, new: Obj | None, old: 
     namespace = meta.get("namespace") if rtype.namespaced else None
     ns_labels = ((store.get_ref("namespaces", None, namespace) or {}).get("metadata") or {}).get("labels") \
         if namespace else None
-    for config in store.list_page(MUTATING).items:
+    configs = store.list_page(MUTATING).items + store.list_page(VALIDATING).items      # mutating ones first
+    for config in configs:
         for hook in config.get("webhooks") or []:
             if not any(_rule_matches(r, operation, plural, group, rtype.version, sub, rtype.namespaced)
                        for r in hook.get("rules") or []):

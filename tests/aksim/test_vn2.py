@@ -398,3 +398,16 @@ def test_node_lifecycle_marks_a_node_unknown_when_its_lease_expires(sim: Any, tm
     assert vn.events("default", "edge-1", "NodeNotReady")
     # the seeded VM nodes' kubelets are alive: they stay Ready
     assert all(ready(n) == "True" for n in vn.locked(lambda: vn.store.list("nodes", None, "agentpool=nodepool1")))
+
+
+def test_virtualdaemonset_crd_is_established_and_served(sim: Any, tmp_path: Path) -> None:
+    vn = Vn2(sim, tmp_path)
+    vn.install("virtualnode", "--set", "virtualdaemonsets.crd.enable=true", "--set", "admissionControllerReplicaCount=0")
+    crd = "virtualdaemonsets.virtualdaemonsets.aci.azure.microsoft.com"
+    vn.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=20s")
+    assert vn.get("mutatingwebhookconfigurations.admissionregistration.k8s.io", None,
+                  "virtual-node-admission-controller") is None          # no webhook at 0 admission replicas
+    vds = {"apiVersion": "virtualdaemonsets.aci.azure.microsoft.com/v1alpha1", "kind": "VirtualDaemonSet",
+           "metadata": {"name": "agents", "namespace": "vn2"}, "spec": {}}
+    vn.run("kubectl", "apply", "-f", str(_write(tmp_path / "vds.json", json.dumps(vds))))
+    assert "agents" in vn.kubectl("get", "vds", "-n", "vn2").stdout
