@@ -343,17 +343,18 @@ class VirtualNodes2:
         self._renew_tick(node)
 
     def _renew_tick(self, node: str) -> None:
-        served = node in self.live or node in self.ghosts
-        if not served or self.cp.store.get_ref("nodes", None, node) is None:
+        store = self.cp.store
+        owner = store.get_ref("nodes", None, node)
+        if (node not in self.live and node not in self.ghosts) or owner is None:
             self._renewing.discard(node)
             return
         duration = max(1, round(self.cp.timings.lease_duration))
-        store = self.cp.store
         if store.get_ref(LEASES, "kube-node-lease", node) is None:
-            owner = store.get_ref("nodes", None, node)
-            store.create(LEASES, {"metadata": {"name": node, "namespace": "kube-node-lease", "ownerReferences": [
-                {"apiVersion": "v1", "kind": "Node", "name": node, "uid": owner["metadata"]["uid"]}]},  # type: ignore
-                "spec": {"holderIdentity": node, "leaseDurationSeconds": duration, "renewTime": now_micro()}})
+            owner_ref = {"apiVersion": "v1", "kind": "Node", "name": node, "uid": owner["metadata"]["uid"]}
+            store.create(LEASES, {"metadata": {"name": node, "namespace": "kube-node-lease",
+                                               "ownerReferences": [owner_ref]},
+                                  "spec": {"holderIdentity": node, "leaseDurationSeconds": duration,
+                                           "renewTime": now_micro()}})
         else:
             store.mutate(LEASES, "kube-node-lease", node, lambda lease: lease["spec"].update(
                 holderIdentity=node, leaseDurationSeconds=duration, renewTime=now_micro()))

@@ -161,8 +161,8 @@ def test_chart_installs_two_nodes_and_uninstall_leaves_ready_ghosts(sim: Any, tm
 
 
 # -- 2 ------------------------------------------------------------------------------------------------
-def test_missing_role_crash_loops_with_growing_backoff_and_heals_after_grant(sim: Any, az: Any,
-                                                                           tmp_path: Path) -> None:
+def test_missing_role_crash_loops_with_growing_backoff_and_heals_after_grant(
+        sim: Any, az: Any, tmp_path: Path) -> None:
     vn = Vn2(sim, tmp_path, roles=[KUBELET_ROLES[1]], backoff_scale=0.04)
     vn.install("virtualnode")
     seen: dict[int, float] = {}
@@ -402,7 +402,8 @@ def test_node_lifecycle_marks_a_node_unknown_when_its_lease_expires(sim: Any, tm
 
 def test_virtualdaemonset_crd_is_established_and_served(sim: Any, tmp_path: Path) -> None:
     vn = Vn2(sim, tmp_path)
-    vn.install("virtualnode", "--set", "virtualdaemonsets.crd.enable=true", "--set", "admissionControllerReplicaCount=0")
+    vn.install("virtualnode", "--set", "virtualdaemonsets.crd.enable=true", "--set",
+               "admissionControllerReplicaCount=0")
     crd = "virtualdaemonsets.virtualdaemonsets.aci.azure.microsoft.com"
     vn.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=20s")
     assert vn.get("mutatingwebhookconfigurations.admissionregistration.k8s.io", None,
