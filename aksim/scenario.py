@@ -21,7 +21,7 @@ class Timings:
     lro: float = 0.5                 # ARM long-running operation duration
     poll: float = 0.2                # retry hint sent with LRO responses
     connector_start: float = 1.0     # add-on enabled -> connector Deployment/Pod appears
-    connector_restart: float = 2.0   # CrashLoopBackOff restart period of a failing connector
+    connector_restart: float = 2.0   # legacy: sets backoff_scale = connector_restart / 10 when that is unset
     node_register: float = 0.5       # connector Running -> node registered
     lease_renew: float = 10.0        # Lease renewal period (real: 10 s)
     lease_duration: float = 40.0     # Lease duration (real: 40 s)
@@ -29,6 +29,8 @@ class Timings:
     aci_create: float = 0.5          # pod bound to the virtual node -> container group running
     pod_start: float = 0.2           # pod bound to a regular node -> Running
     controller: float = 0.05         # Deployment/ReplicaSet reconcile delay
+    backoff_scale: float = 0.2       # kubelet crash-loop back-off: 10 s, 20 s, 40 s ... 300 s, times this
+    vn2_register: float = 1.0        # VN2 infra pod running -> its node registered (real: about 45 s)
     # Real AKS and Network LROs send no Retry-After, so clients poll at their own interval (the SDK: 30 s).
     # True adds a Retry-After/retry-after-ms of ``poll`` seconds, for tests that drive az's own commands.
     retry_after_hint: bool = False
@@ -39,7 +41,10 @@ class Timings:
         unknown = set(data or {}) - known
         if unknown:
             raise ValueError(f"unknown timings: {sorted(unknown)}")
-        return cls(**{k: cls.coerce(k, v) for k, v in (data or {}).items()})
+        values = {k: cls.coerce(k, v) for k, v in (data or {}).items()}
+        if "connector_restart" in values and "backoff_scale" not in values:
+            values["backoff_scale"] = values["connector_restart"] / 10   # the first back-off gap (10 s) scaled
+        return cls(**values)
 
     @staticmethod
     def coerce(key: str, value: Any) -> Any:

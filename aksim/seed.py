@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from aksim.arm import authorization, containerservice, identity, network
 from aksim.arm.resources import create_resource_group, rg_id
 from aksim.httpcore import Endpoint
+from aksim.kube.admission import BUILTIN_PRIORITY_CLASSES
 
 if TYPE_CHECKING:
     from aksim.world import Cluster, World
@@ -81,6 +82,7 @@ def build_cluster(world: "World", spec: dict[str, Any]) -> "Cluster":
     mc_id = f"/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}"
     node_rg_res = create_resource_group(world, node_rg, location, managed_by=mc_id)
     store = KubeStore(sim.lock)
+    store.service_cidr = (spec.get("network") or {}).get("service_cidr", "10.0.0.0/16")
     cluster = Cluster(mc_id, name, rg, location, node_rg, store)
     world.clusters[mc_id.lower()] = cluster
 
@@ -150,15 +152,36 @@ def _principal_for(world: "World", cluster: "Cluster", who: str) -> str:
 
 
 # -- Kubernetes objects ------------------------------------------------------------------------------
+VM_SIZES = {"Standard_DS2_v2": (2, 7), "Standard_D2s_v3": (2, 8), "Standard_D4s_v3": (4, 16),
+            "Standard_D8s_v3": (8, 32), "Standard_D2s_v5": (2, 8), "Standard_D4s_v5": (4, 16),
+            "Standard_D8s_v5": (8, 32), "Standard_D16s_v5": (16, 64)}        # vCPUs, GiB
+
+
+def vm_capacity(cap: dict[str, Any]) -> dict[str, Any]:
+    """``node_capacity`` with what a known ``vm_size`` implies filled in: capacity, and allocatable after the AKS
+    reservations (CPU: 60m for the first core, 40m the second, 20m each of the next two, 10m each of the next
+    four, 10m each beyond; memory: 20 MiB per max pod + 50 MiB, plus the 100 MiB eviction threshold). Explicit keys win."""
+    size = VM_SIZES.get(cap.get("vm_size", ""))
+    if size is None:
+        return cap
+    cores, gib = size
+    reserved_cpu = sum((60, 40, 20, 20, 10, 10, 10, 10)[:cores]) + 10 * max(0, cores - 8)
+    pods = int(cap.get("pods", 30))
+    derived = {"cpu": str(cores), "allocatable_cpu": f"{cores * 1000 - reserved_cpu}m", "memory": f"{gib}Gi",
+               "allocatable_memory": f"{gib * 1024 - 20 * pods - 50 - 100}Mi"}
+    return {**derived, **cap}
+
 def _ts() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _node(name: str, ip: str, version: str, cap: dict[str, str], location: str, index: int) -> dict[str, Any]:
+def _node(name: str, ip: str, version: str, cap: dict[str, str], location: str, index: int,
+          node_rg: str = "aksim") -> dict[str, Any]:
     labels = {"agentpool": "nodepool1", "kubernetes.azure.com/agentpool": "nodepool1",
-              "kubernetes.azure.com/cluster": "aksim", "kubernetes.azure.com/mode": "system",
+              "kubernetes.azure.com/cluster": node_rg, "kubernetes.azure.com/mode": "system",
               "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-              "kubernetes.io/role": "agent", "node.kubernetes.io/instance-type": "Standard_DS2_v2",
+              "kubernetes.io/role": "agent",
+              "node.kubernetes.io/instance-type": cap.get("vm_size", "Standard_DS2_v2"),
               "topology.kubernetes.io/region": location, "topology.kubernetes.io/zone": "0",
               "beta.kubernetes.io/os": "linux"}
     allocatable = {"cpu": cap.get("allocatable_cpu", "1900m"), "memory": cap.get("allocatable_memory", "5Gi"),
@@ -210,15 +233,16 @@ def seed_kube(cluster: "Cluster", spec: dict[str, Any], node_subnet_id: str, wor
     for ns in SYSTEM_NAMESPACES + tuple(spec.get("namespaces", [])):
         store.ensure_namespace(ns)
     version = str(spec.get("kubernetes_version", "1.33.2"))
-    cap = spec.get("node_capacity") or {}
+    cap = vm_capacity(spec.get("node_capacity") or {})
     count = int(spec.get("nodes", 3))
     prefix = f"aks-nodepool1-{_short_hash(cluster.name)}-vmss"
     names = [f"{prefix}{i:06x}" for i in range(count)]
     node_ips = [network.allocate_ip(world, node_subnet_id) for _ in names]
     if None in node_ips:
         raise ValueError(f"scenario: subnet {node_subnet_id} is too small for {count} nodes")
-    store.bulk_load("nodes", (_node(n, ip, version, cap, cluster.location, i)
+    store.bulk_load("nodes", (_node(n, ip, version, cap, cluster.location, i, cluster.node_resource_group)
                               for i, (n, ip) in enumerate(zip(names, node_ips))))
+    store.bulk_load("priorityclasses.scheduling.k8s.io", BUILTIN_PRIORITY_CLASSES)
     now_micro = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     store.bulk_load("leases.coordination.k8s.io", (
         {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",

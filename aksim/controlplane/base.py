@@ -29,6 +29,10 @@ class Runtime(Protocol):
     connectors: Any
     aci: Any
     addon: Any
+    statefulsets: Any
+    vn2: Any
+    lifecycle: Any
+    crds: Any
 
     @property
     def store(self) -> "KubeStore": ...

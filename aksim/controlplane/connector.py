@@ -4,21 +4,23 @@ Any pod on a regular node whose container runs the virtual-kubelet image is a co
 add-on or a Helm chart created it. When the kubelet starts it, the connector reads its configuration from
 its environment and arguments and checks its prerequisites in the provider's order. On success the subnet is
 delegated if needed, the container runs, and after ``timings.node_register`` the node and its Lease appear;
-the Lease is renewed every ``timings.lease_renew``. On failure the container crash-loops: every
-``timings.connector_restart`` it restarts and checks again, so a later fix (a role assignment) heals it and no
-node is registered meanwhile. When a connector pod goes away its node keeps a stale Lease and, after
-``timings.lease_duration``, the node-lifecycle controller marks it Unknown.
+the Lease is renewed every ``timings.lease_renew``. On failure the container crash-loops with the kubelet's
+back-off (10 s, 20 s, 40 s ... 300 s, times ``timings.backoff_scale``; :mod:`aksim.controlplane.backoff`); at
+each restart it checks again, so a later fix (a role assignment) heals it and no node is registered meanwhile.
+When a connector pod goes away its node keeps a stale Lease and, after ``timings.lease_duration``, the
+node-lifecycle controller (:mod:`aksim.controlplane.nodelifecycle`) marks it Unknown.
 """
 from __future__ import annotations
 
 import base64
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aksim.arm import authorization, network
 from aksim.arm.containerservice import agent_pool_vnet_id, is_msi
 from aksim.controlplane import events
+from aksim.controlplane.backoff import Backoff, go_duration
+from aksim.controlplane.nodelifecycle import mark_unknown  # noqa: F401  (re-exported)
 from aksim.controlplane.podutil import (Obj, container_id, image_id, key_of, mark_running, set_condition,
                                        split_key)
 from aksim.controlplane.base import now_micro, now_rfc3339
@@ -45,8 +47,6 @@ NODE_CONDITIONS = (("Ready", "True", "KubeletReady", "kubelet is ready."),
                    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
                    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
                    ("NetworkUnavailable", "False", "RouteCreated", "RouteController created a route"))
-LIFECYCLE_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
-UNREACHABLE = "node.kubernetes.io/unreachable"
 
 
 def is_connector(pod: Obj) -> bool:
@@ -61,13 +61,6 @@ def authorization_failed(principal: "Principal", action: str, scope: str) -> str
 
 def log_line(level: str, message: str) -> str:
     return f'time="{now_rfc3339()}" level={level} msg="{message}"'
-
-
-def _backoff(restarts: int) -> str:
-    """The kubelet's crash-loop back-off (10 s doubling, 5 min cap) in Go duration notation."""
-    seconds = min(10 * 2 ** max(restarts - 1, 0), 300)
-    minutes, rest = divmod(seconds, 60)
-    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
 # -- configuration ------------------------------------------------------------------------------------
@@ -185,7 +178,7 @@ class Connector:
     host: "NodeInfo"
     config: ConnectorConfig | None = None
     principal: "Principal | None" = None
-    restarts: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
     healthy: bool = False
     alive: bool = True
     log: list[str] = field(default_factory=list)
@@ -200,7 +193,6 @@ class Connectors:
         self.cp = cp
         self._by_pod: dict[str, Connector] = {}
         self.by_node: dict[str, Connector] = {}        # registered, healthy connectors
-        self._renewed: dict[str, float] = {}            # node -> monotonic time of the last Lease renewal
 
     # -- events ---------------------------------------------------------------------------------------
     def on_pod(self, event_type: str, pod: Obj) -> None:
@@ -211,8 +203,7 @@ class Connectors:
             return
         conn.alive = False
         if conn.config and self.by_node.get(conn.node_name) is conn:
-            del self.by_node[conn.node_name]
-            self._watch_lease(conn.node_name)
+            del self.by_node[conn.node_name]        # renewals stop: the node-lifecycle controller takes over
 
     def start(self, pod: Obj, pod_ip: str, host: "NodeInfo") -> None:
         conn = Connector(key_of(pod), pod_ip, host)
@@ -225,7 +216,6 @@ class Connectors:
             if conn.config and conn.node_name == node:
                 conn.healthy = False
         self.by_node.pop(node, None)
-        self._renewed.pop(node, None)
 
     # -- one container run ----------------------------------------------------------------------------
     def _attempt(self, conn: Connector) -> None:
@@ -320,10 +310,10 @@ class Connectors:
     def _crash(self, conn: Connector, pod: Obj) -> None:
         assert conn.config is not None
         conn.healthy = False
-        conn.restarts += 1
+        delay = conn.backoff.next_delay(self.cp.timings.backoff_scale)
         container = conn.config.container
         meta = pod["metadata"]
-        message = (f"back-off {_backoff(conn.restarts)} restarting failed container={container['name']} "
+        message = (f"back-off {go_duration(conn.backoff.current)} restarting failed container={container['name']} "
                    f"pod={meta['name']}_{meta['namespace']}({meta['uid']})")
 
         def apply(p: Obj) -> None:
@@ -331,7 +321,7 @@ class Connectors:
             if p["status"].get("phase") != "Running":
                 mark_running(p, conn.pod_ip, conn.host.host_ip)
             status = next(s for s in p["status"]["containerStatuses"] if s["name"] == container["name"])
-            status.update(ready=False, started=False, restartCount=conn.restarts,
+            status.update(ready=False, started=False, restartCount=conn.backoff.restarts,
                           state={"waiting": {"reason": "CrashLoopBackOff", "message": message}},
                           lastState={"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now,
                                                     "finishedAt": now,
@@ -346,7 +336,7 @@ class Connectors:
         events.record(self.cp, crashed, "BackOff", f"Back-off restarting failed container {container['name']} in pod "
                       f"{meta['name']}_{meta['namespace']}({meta['uid']})", type_=events.WARNING,
                       component="kubelet", host=conn.host.name, field_path=f"spec.containers{{{container['name']}}}")
-        self.cp.later(self.cp.timings.connector_restart, lambda: self._attempt(conn))
+        self.cp.later(delay, lambda: self._attempt(conn))
 
     # -- node and lease -------------------------------------------------------------------------------
     def _register(self, conn: Connector) -> None:
@@ -403,7 +393,6 @@ class Connectors:
 
     def _renew_lease(self, node: str) -> None:
         duration = max(1, round(self.cp.timings.lease_duration))
-        self._renewed[node] = time.monotonic()
         if self.cp.store.get_ref("leases.coordination.k8s.io", "kube-node-lease", node) is None:
             owner = self.cp.store.get_ref("nodes", None, node)
             meta: Obj = {"name": node, "namespace": "kube-node-lease"}
@@ -424,33 +413,3 @@ class Connectors:
             self._put_node(conn)
         self._renew_lease(conn.node_name)
         self.cp.later(self.cp.timings.lease_renew, lambda: self._renew(conn))
-
-    # -- node lifecycle -------------------------------------------------------------------------------
-    def _watch_lease(self, node: str) -> None:
-        self.cp.later(self.cp.timings.lease_duration, lambda: self._check_lease(node))
-
-    def _check_lease(self, node: str) -> None:
-        if node in self.by_node or node not in self._renewed:
-            return
-        age = time.monotonic() - self._renewed[node]
-        if age < self.cp.timings.lease_duration:
-            self.cp.later(self.cp.timings.lease_duration - age, lambda: self._check_lease(node))
-            return
-        if self.cp.store.get_ref("nodes", None, node) is None:
-            return
-        marked = self.cp.store.mutate("nodes", None, node, mark_unknown)
-        events.record(self.cp, marked, "NodeNotReady", f"Node {node} status is now: NodeNotReady",
-                      component="node-controller")
-
-
-def mark_unknown(node: Obj) -> None:
-    """What the node-lifecycle controller does to a node whose kubelet stopped renewing its Lease."""
-    now = now_rfc3339()
-    for cond in node.get("status", {}).get("conditions") or []:
-        if cond["type"] in LIFECYCLE_CONDITIONS and cond["status"] != "Unknown":
-            cond.update(status="Unknown", reason="NodeStatusUnknown", message="Kubelet stopped posting node status.",
-                        lastTransitionTime=now)
-    taints = node.setdefault("spec", {}).setdefault("taints", [])
-    for effect in ("NoSchedule", "NoExecute"):
-        if not any(t.get("key") == UNREACHABLE and t.get("effect") == effect for t in taints):
-            taints.append({"key": UNREACHABLE, "effect": effect, "timeAdded": now})

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from aksim.controlplane import events
 from aksim.controlplane.connector import is_connector
 from aksim.controlplane.podutil import Obj, is_active, key_of, mark_running, split_key
+from aksim.controlplane.vn2 import is_infra_pod
 from aksim.kube.store import DELETED
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ class Kubelet:
         pod_ip = self.pod_ip(node)
         if is_connector(pod):
             self.cp.connectors.start(pod, pod_ip, node)
+            return
+        if is_infra_pod(pod):
+            self.cp.vn2.start(pod, pod_ip, node)
             return
         running = self.cp.store.mutate("pods", namespace, name, lambda p: mark_running(p, pod_ip, node.host_ip))
         for container in running["spec"]["containers"]:

@@ -10,8 +10,12 @@ from typing import TYPE_CHECKING, Any, Callable
 from aksim.controlplane.aci import AciProvider
 from aksim.controlplane.addon import AddonManager
 from aksim.controlplane.connector import Connectors
+from aksim.controlplane.crds import CustomResources
 from aksim.controlplane.kubelet import Kubelet
+from aksim.controlplane.nodelifecycle import NodeLifecycle
 from aksim.controlplane.scheduler import Scheduler
+from aksim.controlplane.statefulsets import StatefulSets
+from aksim.controlplane.vn2 import VirtualNodes2
 from aksim.controlplane.workloads import Workloads
 
 if TYPE_CHECKING:
@@ -33,6 +37,10 @@ class ControlPlane:
         self.connectors = Connectors(self)
         self.aci = AciProvider(self)
         self.addon = AddonManager(self)
+        self.statefulsets = StatefulSets(self)
+        self.vn2 = VirtualNodes2(self)
+        self.lifecycle = NodeLifecycle(self)
+        self.crds = CustomResources(self)
 
     @property
     def store(self) -> "KubeStore":
@@ -68,8 +76,20 @@ class ControlPlane:
             self.kubelet.on_pod(event_type, obj)
             self.connectors.on_pod(event_type, obj)
             self.aci.on_pod(event_type, obj)
+            self.statefulsets.on_pod(obj)
+            self.vn2.on_pod(event_type, obj)
         elif resource == "nodes":
             self.scheduler.on_node(event_type, obj)
             self.kubelet.on_node(event_type, obj)
+            self.vn2.on_node(event_type, obj)
         elif resource in ("deployments.apps", "replicasets.apps"):
             self.workloads.on_workload(event_type, resource, obj)
+        elif resource == "statefulsets.apps":
+            self.statefulsets.on_statefulset(event_type, obj)
+        elif resource == "priorityclasses.scheduling.k8s.io":
+            self.statefulsets.on_priority_class()
+        elif resource == "leases.coordination.k8s.io":
+            self.lifecycle.on_lease(event_type, obj)
+        elif resource == "customresourcedefinitions.apiextensions.k8s.io":
+            self.crds.on_crd(event_type, obj)
+

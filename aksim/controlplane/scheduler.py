@@ -82,6 +82,7 @@ class PodSpec:
     required: list[Obj] | None
     preferred: list[Obj]
     requests: Requests
+    daemon: bool = False        # DaemonSet pods never run on virtual nodes (AKS: kube-proxy & co. exclude them)
 
     @classmethod
     def of(cls, pod: Obj) -> "PodSpec":
@@ -90,7 +91,8 @@ class PodSpec:
         required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
         return cls(spec.get("tolerations") or [], spec.get("nodeSelector") or {},
                    (required or {}).get("nodeSelectorTerms") if required else None,
-                   affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or [], pod_requests(pod))
+                   affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or [], pod_requests(pod),
+                   any(r.get("kind") == "DaemonSet" for r in pod["metadata"].get("ownerReferences") or []))
 
 
 @dataclass
@@ -301,7 +303,7 @@ class Scheduler:
         taint = untolerated_taint(pod.tolerations, node.taints)
         if taint is not None:
             return Verdict([f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"])
-        if not selector_matches(pod, node):
+        if not selector_matches(pod, node) or (pod.daemon and node.virtual):
             return Verdict([REASON_AFFINITY])
         use = self.usage.get(node.name, _IDLE)
         short = []

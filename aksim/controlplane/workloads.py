@@ -20,7 +20,8 @@ from aksim.controlplane.podutil import (Obj, condition, controller_of, is_active
                                        split_key)
 from aksim.controlplane.base import WorkQueue, now_rfc3339, parse_time
 from aksim.kube.selectors import label_selector_string
-from aksim.kube.store import DELETED, clone
+from aksim.kube import admission
+from aksim.kube.store import DELETED, KubeError, clone
 
 if TYPE_CHECKING:
     from aksim.controlplane.base import Runtime
@@ -231,7 +232,14 @@ class Workloads:
         meta.update(generateName=f"{rs['metadata']['name']}-", namespace=rs["metadata"]["namespace"],
                     ownerReferences=[owner_reference(rs)])
         meta.pop("name", None)
-        pod = self.cp.store.create("pods", {"metadata": meta, "spec": clone(template.get("spec") or {})})
+        pod = {"metadata": meta, "spec": clone(template.get("spec") or {})}
+        try:
+            admission.admit(self.cp.store, "create", "pods", pod, None)
+        except KubeError as err:        # the API server refused it (PriorityClass missing, webhook failing)
+            events.record(self.cp, rs, "FailedCreate", f"Error creating: {err.message}", type_=events.WARNING,
+                          component="replicaset-controller")
+            return
+        pod = self.cp.store.create("pods", pod)
         events.record(self.cp, rs, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}",
                       component="replicaset-controller")
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..httpcore import HttpError, Request, Response, Router
+from . import admission, protobuf, tables
 from . import patch as patches
-from . import protobuf, tables
 from .selectors import FieldSelector, LabelSelector, SelectorError, label_selector_string, parse_field_selector
 from .selectors import parse_label_selector
 from .store import (Conflict, Gone, Invalid, KubeError, KubeStore, Obj, ResourceType, StoreEvent, WatchStart, clone,
@@ -502,6 +502,7 @@ class KubeApi:
                                f"({target.rtype.kind})")
 
     def _admit(self, verb: str, target: Target, new: Obj | None, old: Obj | None) -> None:
+        admission.admit(self.store, verb, target.rtype.key, new, old, target.sub)
         if self.hooks.admit is not None:
             self.hooks.admit(verb, target.rtype.key, new, old)
 
@@ -631,7 +632,8 @@ class KubeApi:
         if not container and len(containers) > 1:
             raise _bad_request(f"a container name must be specified for pod {target.name}, choose one of: "
                                f"[{' '.join(containers)}]")
-        text = (pod["metadata"].get("annotations") or {}).get(LOG_ANNOTATION, "")
+        annotations = pod["metadata"].get("annotations") or {}
+        text = annotations.get(f"{LOG_ANNOTATION}.{container or containers[0]}", annotations.get(LOG_ANNOTATION, ""))
         tail = _int_param(req, "tailLines")
         if tail is not None and tail >= 0:
             lines = text.splitlines(keepends=True)

@@ -2,7 +2,8 @@
 
 client-go's typed clients send protobuf (``application/vnd.kubernetes.protobuf``) and do not retry as JSON on
 415: Helm 3 for its release records (Secrets, or ConfigMaps with the configmap driver) and DeleteOptions, kubectl
-for ``kubectl create namespace|secret|configmap|serviceaccount|role|rolebinding|clusterrole|clusterrolebinding``.
+for ``kubectl create namespace|secret|configmap|serviceaccount|role|rolebinding|clusterrole|clusterrolebinding|
+priorityclass``.
 The body is ``k8s\\x00`` + a ``runtime.Unknown`` envelope whose ``raw`` field holds the object; this module knows
 the k8s.io/api generated.proto field numbers of exactly those kinds. Other kinds stay unsupported (415), e.g.
 ``kubectl create deployment`` (``kubectl apply``/``run`` send JSON).
@@ -54,6 +55,8 @@ KINDS: dict[str, Schema] = {
     "ClusterRole": ROLE,
     "RoleBinding": BINDING,
     "ClusterRoleBinding": BINDING,
+    "PriorityClass": {1: ("metadata", OBJECT_META), 2: ("value", "int"), 3: ("globalDefault", "bool"),
+                      4: ("description", "str"), 5: ("preemptionPolicy", "str")},
     "DeleteOptions": {1: ("gracePeriodSeconds", "int"),
                       2: ("preconditions", {1: ("uid", "str"), 2: ("resourceVersion", "str")}),
                       3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "str"), 5: ("dryRun", ("list", "str"))},

@@ -124,6 +124,19 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType("clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io", namespaced=False),
     ResourceType("roles", "Role", "rbac.authorization.k8s.io"),
     ResourceType("rolebindings", "RoleBinding", "rbac.authorization.k8s.io"),
+    # Virtual Nodes v2 (the ``virtualnode`` chart) and what its pods need
+    ResourceType("statefulsets", "StatefulSet", "apps", short_names=("sts",), subresources=("status", "scale"),
+                 categories=_ALL),
+    ResourceType("controllerrevisions", "ControllerRevision", "apps"),
+    ResourceType("poddisruptionbudgets", "PodDisruptionBudget", "policy", short_names=("pdb",),
+                 subresources=("status",)),
+    ResourceType("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", "admissionregistration.k8s.io",
+                 namespaced=False, categories=("api-extensions",)),
+    ResourceType("validatingwebhookconfigurations", "ValidatingWebhookConfiguration",
+                 "admissionregistration.k8s.io", namespaced=False, categories=("api-extensions",)),
+    ResourceType("priorityclasses", "PriorityClass", "scheduling.k8s.io", namespaced=False, short_names=("pc",)),
+    ResourceType("customresourcedefinitions", "CustomResourceDefinition", "apiextensions.k8s.io", namespaced=False,
+                 short_names=("crd", "crds"), subresources=("status",), categories=("api-extensions",)),
 )
 
 
@@ -234,8 +247,16 @@ def _validate_workload(obj: Obj) -> list[dict[str, str]]:
     return []
 
 
+def _validate_priority_class(obj: Obj) -> list[dict[str, str]]:
+    if not isinstance(obj.get("value"), int):
+        return [_cause("value", "FieldValueRequired", "Required value")]
+    return []
+
+
 _TYPE_VALIDATORS: dict[str, Callable[[Obj], list[dict[str, str]]]] = {
     "pods": _validate_pod,
+    "statefulsets.apps": _validate_workload,
+    "priorityclasses.scheduling.k8s.io": _validate_priority_class,
     "deployments.apps": _validate_workload,
     "replicasets.apps": _validate_workload,
     "daemonsets.apps": _validate_workload,
@@ -313,6 +334,42 @@ def _default_deployment(obj: Obj) -> None:
                                  "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
 
 
+def _default_statefulset(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+    spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
+    obj.setdefault("status", {}).setdefault("replicas", 0)
+    obj["status"].setdefault("availableReplicas", 0)
+
+
+def _default_pdb(obj: Obj) -> None:
+    status = obj.setdefault("status", {})
+    _zeros(status, {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0})
+
+
+def _default_priority_class(obj: Obj) -> None:
+    obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+
+def _default_webhooks(obj: Obj, mutating: bool) -> None:
+    for hook in obj.get("webhooks") or []:
+        hook.setdefault("failurePolicy", "Fail")
+        hook.setdefault("matchPolicy", "Equivalent")
+        hook.setdefault("namespaceSelector", {})
+        hook.setdefault("objectSelector", {})
+        hook.setdefault("timeoutSeconds", 10)
+        if mutating:
+            hook.setdefault("reinvocationPolicy", "Never")
+        for rule in hook.get("rules") or []:
+            rule.setdefault("scope", "*")
+        service = (hook.get("clientConfig") or {}).get("service")
+        if isinstance(service, dict):
+            service.setdefault("port", 443)
+
+
 def _default_secret(obj: Obj) -> None:
     string_data = obj.pop("stringData", None) or {}
     for key, value in string_data.items():
@@ -328,6 +385,11 @@ _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "daemonsets.apps": _default_daemonset,
     "nodes": _default_node,
     "secrets": _default_secret,
+    "statefulsets.apps": _default_statefulset,
+    "poddisruptionbudgets.policy": _default_pdb,
+    "priorityclasses.scheduling.k8s.io": _default_priority_class,
+    "mutatingwebhookconfigurations.admissionregistration.k8s.io": lambda o: _default_webhooks(o, True),
+    "validatingwebhookconfigurations.admissionregistration.k8s.io": lambda o: _default_webhooks(o, False),
 }
 
 
@@ -513,6 +575,7 @@ class KubeStore:
         self._by_uid: dict[str, tuple[str, Key]] = {}
         self._dependents: dict[str, set[tuple[str, Key]]] = defaultdict(set)
         self._subscribers: list[Subscriber] = []
+        self.service_cidr = "10.0.0.0/16"       # where ClusterIP services get their address (the cluster's)
         for rtype in BUILTIN_TYPES:
             self.register(rtype)
         for name in SYSTEM_NAMESPACES:
@@ -743,9 +806,34 @@ class KubeStore:
         for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"):
             meta.pop(transient, None)
         _DEFAULTERS.get(rtype.key, lambda _o: None)(obj)
+        if rtype.key == "services" and not seeding:
+            self._allocate_cluster_ip(obj)
         if "spec" in obj:
             meta["generation"] = 1
         return _typed(rtype, obj)
+
+    def _allocate_cluster_ip(self, service: Obj) -> None:
+        """The service IP allocator: a ClusterIP/NodePort/LoadBalancer service without one gets the next free
+        address of ``service_cidr`` (from .100 on); ``None`` makes a headless service."""
+        import ipaddress  # pylint: disable=import-outside-toplevel
+        spec = service.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+        if spec["type"] == "ExternalName" or spec.get("clusterIP"):
+            if spec.get("clusterIP") and "clusterIPs" not in spec:
+                spec["clusterIPs"] = [spec["clusterIP"]]
+            return
+        net = ipaddress.ip_network(self.service_cidr, strict=False)
+        taken = {(o.get("spec") or {}).get("clusterIP") for o in self._tables["services"].objects.values()}
+        for offset in range(100, net.num_addresses - 1):
+            candidate = str(net[offset])
+            if candidate not in taken:
+                spec.update(clusterIP=candidate, clusterIPs=[candidate], ipFamilies=["IPv4"],
+                            ipFamilyPolicy="SingleStack", internalTrafficPolicy="Cluster")
+                return
 
     def _unused_name(self, table: _Table, meta: Obj) -> str:
         ns = meta.get("namespace") or "default" if table.rtype.namespaced else ""

@@ -338,6 +338,37 @@ def _print_binding(obj: Obj, now: float) -> list[Any]:
             of("ServiceAccount")]
 
 
+def _print_statefulset(obj: Obj, now: float) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    names, images = _containers((spec.get("template") or {}).get("spec") or {})
+    return [_name(obj), f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", _age(obj, now), names, images]
+
+
+def _print_pdb(obj: Obj, now: float) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [_name(obj), str(spec.get("minAvailable", "N/A")), str(spec.get("maxUnavailable", "N/A")),
+            status.get("disruptionsAllowed", 0), _age(obj, now)]
+
+
+def _print_webhooks(obj: Obj, now: float) -> list[Any]:
+    return [_name(obj), len(obj.get("webhooks") or []), _age(obj, now)]
+
+
+def _print_priority_class(obj: Obj, now: float) -> list[Any]:
+    return [_name(obj), obj.get("value", 0), bool(obj.get("globalDefault", False)), _age(obj, now),
+            obj.get("preemptionPolicy") or "PreemptLowerPriority"]
+
+
+def _print_crd(obj: Obj, _now: float) -> list[Any]:
+    return [_name(obj), obj["metadata"].get("creationTimestamp", "")]
+
+
+def _print_revision(obj: Obj, now: float) -> list[Any]:
+    owner = next(iter(obj["metadata"].get("ownerReferences") or []), None)
+    controller = f"{owner.get('kind', '').lower()}.apps/{owner.get('name', '')}" if owner else "<none>"
+    return [_name(obj), controller, obj.get("revision", 0), _age(obj, now)]
+
+
 def _cols(*names: str, wide: tuple[str, ...] = (), types: dict[str, str] | None = None) -> list[Column]:
     types = types or {}
     return ([(n, types.get(n, "string"), 0) for n in names] + [(n, types.get(n, "string"), 1) for n in wide])
@@ -373,4 +404,18 @@ PRINTERS: dict[str, tuple[list[Column], Printer]] = {
                                                                                   "ServiceAccounts")), _print_binding),
     "clusterrolebindings.rbac.authorization.k8s.io": (_cols("Name", "Role", "Age", wide=(
         "Users", "Groups", "ServiceAccounts")), _print_binding),
+    "statefulsets.apps": (_cols("Name", "Ready", "Age", wide=("Containers", "Images")), _print_statefulset),
+    "poddisruptionbudgets.policy": (_cols("Name", "Min Available", "Max Unavailable", "Allowed Disruptions", "Age",
+                                          types={"Allowed Disruptions": _INT}), _print_pdb),
+    "mutatingwebhookconfigurations.admissionregistration.k8s.io": (
+        _cols("Name", "Webhooks", "Age", types={"Webhooks": _INT}), _print_webhooks),
+    "validatingwebhookconfigurations.admissionregistration.k8s.io": (
+        _cols("Name", "Webhooks", "Age", types={"Webhooks": _INT}), _print_webhooks),
+    "priorityclasses.scheduling.k8s.io": (_cols("Name", "Value", "Global-Default", "Age", "Preemption-Policy",
+                                                types={"Value": _INT, "Global-Default": "boolean"}),
+                                          _print_priority_class),
+    "customresourcedefinitions.apiextensions.k8s.io": (_cols("Name", "Created At", types={"Created At": "date"}),
+                                                       _print_crd),
+    "controllerrevisions.apps": (_cols("Name", "Controller", "Revision", "Age", types={"Revision": _INT}),
+                                 _print_revision),
 }
