@@ -92,4 +92,3 @@ class ControlPlane:
             self.lifecycle.on_lease(event_type, obj)
         elif resource == "customresourcedefinitions.apiextensions.k8s.io":
             self.crds.on_crd(event_type, obj)
-
