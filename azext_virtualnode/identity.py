@@ -142,10 +142,13 @@ def _custom_role_allows(roles: RoleClient, role_definition_id: str, actions: tup
 
 # pylint: disable-next=too-many-positional-arguments
 def ensure_role(ctx: Ctx, identity: dict[str, Any], scope: str, cluster: ClusterView, deadline: float,
-                need: RoleNeed = SUBNET_NEED) -> None:
+                need: RoleNeed = SUBNET_NEED) -> bool:
+    """Grant ``need`` unless some assignment already gives it; True when this run granted it."""
     if role_state(ctx, identity, scope, need)["present"]:
-        return
+        return False
     progress(f"Granting {need.role} on {need.scope_kind} {scope.rsplit('/', 1)[-1]} to the connector identity "
              f"{identity['objectId']}...")
     ctx.roles.grant_role(identity["objectId"], need.role_id, scope, cluster.id, "ServicePrincipal", deadline,
                          on_wait=progress)
+    ctx.done.append(f"granted {need.role} on {scope.rsplit('/', 1)[-1]}")
+    return True

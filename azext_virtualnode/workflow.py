@@ -26,19 +26,22 @@ from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CHART_NAME
                                        DEFAULT_SUBNET_NAME, DEFAULT_TIMEOUT, HELM_RELEASE_NAMESPACE,
                                        NETWORK_CONTRIBUTOR)
 from azext_virtualnode.addon import ClusterView, require_azure_cni, set_addon, wait_until_idle
-from azext_virtualnode.chart import ChartSettings, Helm, Release, chart_values, find_releases, resolve_chart
-from azext_virtualnode.context import Ctx, Timeout, node_resource_group_id, progress
-from azext_virtualnode.health import Facts, Sources, build_status, evaluate, gather
+from azext_virtualnode.chart import (ChartSettings, Helm, Release, chart_values, find_releases, fullname,
+                                     resolve_chart)
+from azext_virtualnode.context import Ctx, Deadline, Timeout, Waiting, node_resource_group_id, progress
+from azext_virtualnode.health import Facts, PodFacts, Sources, build_status, evaluate, gather
 from azext_virtualnode.identity import (GROUPS_NEED, SUBNET_NEED, chart_identity, connector_identity, ensure_role,
                                         identity_by_client_id, role_state)
 from azext_virtualnode.kube import ClusterUnreachable
 from azext_virtualnode.network import (SubnetFacts, check_cidr_fits, check_existing_subnet, first_free_block,
                                        parse_cidr, subnet_body, subnet_prefixes)
+from azext_virtualnode.operations import timeout_error, wait_operation
 from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE, MissingRight, action_allowed,
                                      caller_object_id, missing_rights_error)
 
 logger = get_logger(__name__)
 SAL_API_VERSION = "2021-10-01"
+STATUS_RETRY_WINDOW = 5.0   # status retries a failing API server this long, then reports ApiServerError
 
 
 # -- which connector ------------------------------------------------------------------------------------
@@ -105,11 +108,16 @@ def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: 
 
 def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
     cluster = cluster or ctx.cluster()
+    outer, ctx.kube_retry_window = ctx.kube_retry_window, STATUS_RETRY_WINDOW
     try:
-        conn, kube_error = detect(ctx, cluster), None
-    except ClusterUnreachable as exc:
-        conn, kube_error = None, str(exc)
-    facts = collect(ctx, cluster, conn, kube_error)
+        try:
+            conn, kube_error, code = detect(ctx, cluster), None, "ClusterUnreachable"
+        except ClusterUnreachable as exc:
+            conn, kube_error, code = None, str(exc), exc.code
+        facts = collect(ctx, cluster, conn, kube_error)
+        facts.kube_error_code = facts.kube_error_code if kube_error is None else code
+    finally:
+        ctx.kube_retry_window = outer
     return build_status(facts, evaluate(facts))
 
 
@@ -197,7 +205,8 @@ class EnableOptions:  # pylint: disable=too-many-instance-attributes
 
 
 def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
-    deadline = time.monotonic() + opts.timeout
+    ctx.deadline = Deadline(opts.timeout)
+    deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
     require_azure_cni(cluster)
@@ -211,38 +220,67 @@ def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
         check_caller_rights(ctx, needs)
 
     # ---- first write below this line ----
+    resume = f"az aks virtual-node enable {ctx.ids}{' --mode chart' if opts.mode == 'chart' else ''}"
     if needs_register:
         register_provider(ctx, deadline)
+        ctx.done.append(f"registered the {ACI_PROVIDER} provider")
     if plan.body is not None:
         progress(f"Creating/delegating subnet '{plan.name}' for Azure Container Instances...")
-        ctx.subnets.put(plan.id, plan.body).result()
-    mode.apply(cluster, plan)
+        wait_operation(ctx, ctx.subnets.put(plan.id, plan.body), f"creating/delegating subnet '{plan.name}'", resume)
+        ctx.done.append(f"created/delegated subnet '{plan.name}'")
+    fixed = mode.apply(cluster, plan) or needs_register or plan.body is not None
+    if fixed or mode.was_installed:
+        heal_crash_loops(ctx, mode.connector_namespace, mode.connector_selector)
     if opts.no_wait:
         progress(f"Started. Run 'az aks virtual-node wait {ctx.ids} --ready' to wait for the virtual node.")
         return None
-    verify_ready(ctx, deadline, opts.timeout, mode.node_name)
+    verify_ready(ctx, deadline, opts.timeout, mode.node_name, mode.connector_namespace, mode.connector_selector)
     return status(ctx)
+
+
+def heal_crash_loops(ctx: Ctx, namespace: str, selector: str) -> list[str]:
+    """Delete the connector pods in CrashLoopBackOff, so their controller recreates them now: the cause this
+    run fixed (a role, the subnet, the provider) need not wait out the kubelet's back-off (up to 5 minutes)."""
+    healed: list[str] = []
+    try:
+        with ctx.kube() as kube:
+            for pod in kube.connector_pods(namespace, selector):
+                facts = PodFacts.of(pod)
+                if facts.reason != "CrashLoopBackOff":
+                    continue
+                progress(f"Restarting connector pod {facts.name} (crash-looping, {facts.restarts} restarts) so it "
+                         "starts again now instead of after its back-off...")
+                if kube.delete_pod(facts.namespace, facts.name):
+                    healed.append(facts.name)
+    except ClusterUnreachable as exc:
+        progress(f"Warning: could not check the connector pods for a crash loop ({exc}); continuing.")
+    return healed
 
 
 def register_provider(ctx: Ctx, deadline: float) -> None:
     providers = cf.cf_providers(ctx.cli_ctx)
     progress(f"Registering the {ACI_PROVIDER} resource provider...")
     providers.register(ACI_PROVIDER)
-    while (providers.get(ACI_PROVIDER).registration_state or "") != "Registered":
-        if time.monotonic() > deadline:
-            raise Timeout(f"The {ACI_PROVIDER} provider did not finish registering in time; check with 'az provider "
-                          f"show -n {ACI_PROVIDER} --query registrationState' and re-run.")
-        time.sleep(2)
+    with Waiting(ctx, f"registering {ACI_PROVIDER}") as waiting:
+        while (state := providers.get(ACI_PROVIDER).registration_state or "") != "Registered":
+            waiting.set(f"{ACI_PROVIDER} {state}")
+            if time.monotonic() + 2 > deadline:
+                raise timeout_error(ctx, f"The {ACI_PROVIDER} provider did not finish registering in time (check "
+                                    f"with 'az provider show -n {ACI_PROVIDER} --query registrationState').",
+                                    f"registration of {ACI_PROVIDER}", f"az aks virtual-node enable {ctx.ids}")
+            time.sleep(2)
 
 
 # -- enable: the managed add-on -----------------------------------------------------------------------------
 class AddonEnable:
     """Mode ``addon``: a managed-cluster PUT turns the connector on; AKS creates its identity."""
     node_name = ADDON_NODE_NAME
+    connector_namespace, connector_selector = CONNECTOR_NAMESPACE, CONNECTOR_LABEL_SELECTOR
 
     def __init__(self, ctx: Ctx, opts: EnableOptions, deadline: float) -> None:
         self.ctx, self.opts, self.deadline = ctx, opts, deadline
         self.identity: dict[str, Any] | None = None
+        self.was_installed = False
 
     def preflight(self, cluster: ClusterView) -> str | None:
         ctx, name = self.ctx, self.opts.subnet_name or cluster.addon_subnet or DEFAULT_SUBNET_NAME
@@ -253,6 +291,7 @@ class AddonEnable:
                 f"remove the old subnet), then 'az aks virtual-node enable {ctx.ids} --subnet-name {name}'.")
         if not cluster.addon_enabled:
             refuse_if_chart_installed(ctx)
+        self.was_installed = cluster.addon_enabled
         return cluster.addon_subnet
 
     def prepare(self, cluster: ClusterView, plan: SubnetPlan) -> None:  # pylint: disable=unused-argument
@@ -262,12 +301,14 @@ class AddonEnable:
         needs = [] if self.opts.skip_role_assignment else [(ROLE_ASSIGNMENT_WRITE, cluster.vnet_id)]
         return needs + ([] if cluster.addon_enabled else [(CLUSTER_WRITE, cluster.id)])
 
-    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> None:
+    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> bool:
+        """Turn the add-on on and grant its role; True when a missing role was granted."""
         if not cluster.addon_enabled:
             cluster = turn_on_addon(self.ctx, cluster, plan.name, self.opts.no_wait)
-        if not self.opts.skip_role_assignment:
-            identity = self.identity or wait_for_identity(self.ctx, cluster, self.deadline)
-            ensure_role(self.ctx, identity, plan.id, cluster, self.deadline)
+        if self.opts.skip_role_assignment:
+            return False
+        identity = self.identity or wait_for_identity(self.ctx, cluster, self.deadline)
+        return ensure_role(self.ctx, identity, plan.id, cluster, self.deadline)
 
 
 def refuse_if_chart_installed(ctx: Ctx) -> None:
@@ -287,12 +328,13 @@ def refuse_if_chart_installed(ctx: Ctx) -> None:
 
 
 def turn_on_addon(ctx: Ctx, cluster: ClusterView, subnet: str, no_wait: bool) -> ClusterView:
-    from azure.cli.core.commands import LongRunningOperation
     poller = set_addon(ctx.clusters, ctx.resource_group, cluster, subnet, no_wait=no_wait)
     if no_wait:
         return ClusterView(poller.result())
-    result = LongRunningOperation(ctx.cli_ctx, start_msg="Turning on the ACI connector add-on",
-                                  finish_msg="ACI connector add-on enabled")(poller)
+    progress("Turning on the ACI connector add-on...")
+    result = wait_operation(ctx, poller, f"turning on the ACI connector add-on of cluster '{ctx.name}'",
+                            f"az aks virtual-node enable {ctx.ids}")
+    ctx.done.append("turned on the ACI connector add-on")
     return ClusterView(result)
 
 
@@ -300,8 +342,8 @@ def wait_for_identity(ctx: Ctx, cluster: ClusterView, deadline: float) -> dict[s
     identity = connector_identity(ctx, cluster)
     while identity is None:
         if time.monotonic() > deadline:
-            raise Timeout(f"Cluster '{ctx.name}' did not report the ACI connector identity in time. Re-run "
-                          f"'az aks virtual-node enable {ctx.ids}' to finish.")
+            raise timeout_error(ctx, f"Cluster '{ctx.name}' did not report the ACI connector identity in time.",
+                                None, f"az aks virtual-node enable {ctx.ids}")
         time.sleep(2)
         identity = connector_identity(ctx, ctx.cluster())
     return identity
@@ -322,6 +364,18 @@ class ChartEnable:  # pylint: disable=too-many-instance-attributes
         self.chart: Any = None
         self.identity: dict[str, Any] = {}
         self.values: dict[str, Any] = {}
+
+    @property
+    def connector_namespace(self) -> str:
+        return self.namespace
+
+    @property
+    def connector_selector(self) -> str:
+        return f"app={fullname(self.release)}"
+
+    @property
+    def was_installed(self) -> bool:
+        return self.existing is not None
 
     def preflight(self, cluster: ClusterView) -> str | None:
         ctx = self.ctx
@@ -399,19 +453,23 @@ class ChartEnable:  # pylint: disable=too-many-instance-attributes
             return []
         return [(ROLE_ASSIGNMENT_WRITE, cluster.vnet_id), (ROLE_ASSIGNMENT_WRITE, node_resource_group_id(cluster))]
 
-    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> None:
-        ctx = self.ctx
+    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> bool:
+        """Grant the roles and install/upgrade the release; True when a missing role was granted."""
+        ctx, granted = self.ctx, False
         if not self.opts.skip_role_assignment:
-            ensure_role(ctx, self.identity, plan.id, cluster, self.deadline, SUBNET_NEED)
-            ensure_role(ctx, self.identity, node_resource_group_id(cluster), cluster, self.deadline, GROUPS_NEED)
+            granted = ensure_role(ctx, self.identity, plan.id, cluster, self.deadline, SUBNET_NEED)
+            granted = ensure_role(ctx, self.identity, node_resource_group_id(cluster), cluster, self.deadline,
+                                  GROUPS_NEED) or granted
         if self._up_to_date():
             progress(f"Helm release '{self.release}' is up to date.")
-            return
+            return granted
         assert self.helm is not None
         progress(f"Installing chart {CHART_NAME} {self.chart.version or ''} as Helm release '{self.release}' "
                  f"(namespace '{self.namespace}', node '{self.node_name}')...")
         self.helm.upgrade_install(self.release, self.chart, HELM_RELEASE_NAMESPACE, self.values, ctx.kubeconfig(),
-                                  max(self.deadline - time.monotonic(), 30))
+                                  max(self.deadline - time.monotonic(), 1))
+        ctx.done.append(f"installed Helm release '{self.release}'")
+        return granted
 
     def _up_to_date(self) -> bool:
         r = self.existing
@@ -432,14 +490,23 @@ def pod_cidr(cluster: ClusterView, vnet: dict[str, Any]) -> str:
 
 
 # -- verification ----------------------------------------------------------------------------------------------
-def verify_ready(ctx: Ctx, deadline: float, timeout: int, node_name: str = ADDON_NODE_NAME) -> None:
+# pylint: disable-next=too-many-positional-arguments
+def verify_ready(ctx: Ctx, deadline: float, timeout: int, node_name: str = ADDON_NODE_NAME,
+                 namespace: str = CONNECTOR_NAMESPACE, selector: str = CONNECTOR_LABEL_SELECTOR) -> None:
     """Watch until the node is registered, Ready, labelled, tainted and its Lease fresh; diagnose on timeout."""
     from azext_virtualnode.kube import node_facts_from
     progress(f"Waiting for node '{node_name}' to register (up to {timeout}s)...")
     try:
         with ctx.kube() as kube:
-            kube.wait_node(node_name, deadline, lambda n: _node_ok(node_facts_from(n, None, node_name)))
-            kube.wait_lease_fresh(node_name, 40.0, deadline)
+            def state() -> str:
+                pods = [PodFacts.of(p) for p in kube.connector_pods(namespace, selector)]
+                if not pods:
+                    return "connector pod not created yet"
+                pod = pods[0]
+                return f"connector {pod.reason or pod.phase}" + (", node not Ready yet" if pod.ready else "")
+            with Waiting(ctx, f"waiting for node {node_name}", state):
+                kube.wait_node(node_name, deadline, lambda n: _node_ok(node_facts_from(n, None, node_name)))
+                kube.wait_lease_fresh(node_name, 40.0, deadline)
     except TimeoutError:
         raise diagnose(ctx, f"The virtual node did not become ready within {timeout}s.") from None
     except ClusterUnreachable as exc:
@@ -460,7 +527,10 @@ def diagnose(ctx: Ctx, headline: str) -> CLIError:
         lines.append(f"  event: {event}")
     for p in st["problems"]:
         lines.append(f"  [{p['code']}] {p['message']}\n      -> {p['hint']}")
-    lines.append(f"Re-run 'az aks virtual-node status {ctx.ids}' to check again.")
+    if ctx.done:
+        lines.append("Done by this command: " + "; ".join(ctx.done) + ".")
+    lines.append(f"Re-run 'az aks virtual-node status {ctx.ids}' to check again, or wait on with 'az aks "
+                 f"virtual-node wait {ctx.ids} --ready'.")
     return Timeout("\n".join(lines))
 
 
@@ -478,7 +548,8 @@ class DisablePlan:
 # pylint: disable-next=too-many-positional-arguments
 def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
             subnet_name: str | None = None, confirm: Callable[[str, bool], None] | None = None) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+    ctx.deadline = Deadline(timeout)
+    deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
     plan = plan_disable(ctx, cluster, delete_subnet, force, subnet_name)
@@ -490,10 +561,11 @@ def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
         return result
     (confirm or _confirm)(f"This will {', '.join(_disable_actions(plan))} on cluster '{ctx.name}'. Continue?", yes)
     if conn is not None and conn.mode == "addon":
-        from azure.cli.core.commands import LongRunningOperation
-        LongRunningOperation(ctx.cli_ctx, start_msg="Turning off the ACI connector add-on",
-                             finish_msg="ACI connector add-on disabled")(
-            set_addon(ctx.clusters, ctx.resource_group, cluster, None))
+        progress("Turning off the ACI connector add-on...")
+        wait_operation(ctx, set_addon(ctx.clusters, ctx.resource_group, cluster, None),
+                       f"turning off the ACI connector add-on of cluster '{ctx.name}'",
+                       f"az aks virtual-node disable {ctx.ids}")
+        ctx.done.append("turned off the ACI connector add-on")
         result["addonDisabled"] = True
         result["nodeRemoved"] = wait_node_gone(ctx, deadline, conn.node_name)
     elif conn is not None:
@@ -601,7 +673,8 @@ def remove_chart_node(ctx: Ctx, cluster: ClusterView, conn: Connector, deadline:
     for group in groups.list_by_resource_group(cluster.node_resource_group):
         if (group.tags or {}).get("NodeName") == conn.node_name:
             progress(f"Deleting container group '{group.name}' left by the virtual node...")
-            groups.begin_delete(cluster.node_resource_group, group.name).result()
+            wait_operation(ctx, groups.begin_delete(cluster.node_resource_group, group.name),
+                           f"deleting container group '{group.name}'", f"az aks virtual-node disable {ctx.ids}")
     return gone
 
 
@@ -613,7 +686,8 @@ def delete_virtual_node_subnet(ctx: Ctx, plan: DisablePlan, deadline: float) -> 
         from azure.core.exceptions import ResourceNotFoundError
         sal = f"{plan.subnet_id}/providers/Microsoft.ContainerInstance/serviceAssociationLinks/default"
         with contextlib.suppress(ResourceNotFoundError):
-            cf.cf_resources(ctx.cli_ctx).begin_delete_by_id(sal, SAL_API_VERSION).result()
+            wait_operation(ctx, cf.cf_resources(ctx.cli_ctx).begin_delete_by_id(sal, SAL_API_VERSION),
+                           "removing the subnet's service association link", f"az aks virtual-node disable {ctx.ids}")
     progress(f"Deleting subnet '{plan.subnet_name}' (waits until Azure Container Instances releases it)...")
     ctx.subnets.delete_with_retry(plan.subnet_id, deadline, on_wait=progress)
 
@@ -636,7 +710,8 @@ def wait_node_gone(ctx: Ctx, deadline: float, node_name: str = ADDON_NODE_NAME) 
 def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> None:
     if ready == deleted:
         raise InvalidArgumentValueError("Specify exactly one of --ready or --deleted.")
-    deadline = time.monotonic() + timeout
+    ctx.deadline = Deadline(timeout)
+    deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               interval=interval, on_wait=None)
     try:
@@ -650,7 +725,7 @@ def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> N
         raise ValidationError(f"Virtual nodes are still enabled on cluster '{ctx.name}' (mode {conn.mode}). Run "
                               f"'az aks virtual-node disable {ctx.ids}' first.")
     if ready:
-        verify_ready(ctx, deadline, timeout, conn.node_name)
+        verify_ready(ctx, deadline, timeout, conn.node_name, conn.namespace, conn.selector)
         return
     try:
         with ctx.kube() as kube:
