@@ -50,6 +50,7 @@ class Ctx:  # pylint: disable=too-many-instance-attributes
     deadline: Deadline = field(default_factory=lambda: Deadline(None))
     kube_retry_window: float = RETRY_WINDOW
     done: list[str] = field(default_factory=list)      # what this command changed, for a timeout's report
+    _clusters: Any = field(default=None, repr=False)
 
     @property
     def cli_ctx(self) -> Any:
@@ -57,7 +58,17 @@ class Ctx:  # pylint: disable=too-many-instance-attributes
 
     @property
     def clusters(self) -> Any:
-        return cf.cf_managed_clusters(self.cli_ctx)
+        if self._clusters is None:     # one client (one connection) per command
+            self._clusters = cf.cf_managed_clusters(self.cli_ctx)
+        return self._clusters
+
+    @property
+    def arm(self) -> Any:
+        """Plain ARM GETs over the managed-clusters client's pipeline (arm_reads; used by status)."""
+        from azure.cli.core.commands.client_factory import get_mgmt_service_client
+        from azure.cli.core.profiles import ResourceType
+        from azext_virtualnode.arm_reads import ArmReader
+        return ArmReader(get_mgmt_service_client(self.cli_ctx, ResourceType.MGMT_CONTAINERSERVICE))
 
     @property
     def subnets(self) -> SubnetClient:

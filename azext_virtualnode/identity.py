@@ -116,14 +116,17 @@ SUBNET_NEED = RoleNeed(NETWORK_CONTRIBUTOR, NETWORK_CONTRIBUTOR_ID, SUBNET_WRITE
 GROUPS_NEED = RoleNeed(ACI_CONTRIBUTOR, ACI_CONTRIBUTOR_ID, GROUP_WRITERS, (GROUP_WRITE,), "resource group")
 
 
-def role_state(ctx: Ctx, identity: dict[str, Any], scope: str, need: RoleNeed = SUBNET_NEED) -> dict[str, Any]:
-    """Whether some role assignment gives the connector identity ``need`` at ``scope`` (at it or above)."""
-    roles = ctx.roles
+def role_state(ctx: Ctx, identity: dict[str, Any], scope: str, need: RoleNeed = SUBNET_NEED,
+               assignments: list[Any] | None = None) -> dict[str, Any]:
+    """Whether some role assignment gives the connector identity ``need`` at ``scope`` (at it or above).
+    ``assignments``: the identity's assignments at ``scope`` when already read."""
     grant = None
-    for ra in roles.assignments_for(identity["objectId"], scope):
+    if assignments is None:
+        assignments = ctx.roles.assignments_for(identity["objectId"], scope)
+    for ra in assignments:
         if not scope_covers(ra.scope, scope):
             continue
-        if role_guid(ra.role_definition_id) in need.writers or _custom_role_allows(roles, ra.role_definition_id,
+        if role_guid(ra.role_definition_id) in need.writers or _custom_role_allows(ctx.roles, ra.role_definition_id,
                                                                                    need.actions):
             grant = ra
             break

@@ -24,7 +24,7 @@ from azext_virtualnode import _client_factory as cf
 from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CHART_NAME, CHART_NAMESPACE, CHART_NODE_NAME,
                                        CHART_RELEASE, CONNECTOR_LABEL_SELECTOR, CONNECTOR_NAMESPACE,
                                        DEFAULT_SUBNET_NAME, DEFAULT_TIMEOUT, HELM_RELEASE_NAMESPACE,
-                                       NETWORK_CONTRIBUTOR)
+                                       NETWORK_API_VERSION, NETWORK_CONTRIBUTOR)
 from azext_virtualnode.addon import ClusterView, require_azure_cni, set_addon, wait_until_idle
 from azext_virtualnode.chart import (ChartSettings, Helm, Release, chart_values, find_releases, fullname,
                                      resolve_chart)
@@ -83,15 +83,21 @@ def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: 
     if conn is None:
         return Facts(cluster=cluster, mode="none", kube_error=kube_error)
 
+    arm = ctx.arm        # status reads ARM as plain GETs (arm_reads: no SDK imports, one connection)
+    sub = cluster.id.split("/")[2]
+
     def subnet(subnet_id: str) -> dict[str, Any] | None:
-        return ctx.subnets.get(subnet_id)
+        return arm.get(subnet_id, NETWORK_API_VERSION)
 
     def provider_state() -> str | None:
-        return cf.cf_providers(ctx.cli_ctx).get(ACI_PROVIDER).registration_state
+        return arm.provider_state(sub, ACI_PROVIDER)
 
     def container_groups(cl: ClusterView, node: str) -> int | None:
-        groups = cf.cf_container_groups(ctx.cli_ctx).list_by_resource_group(cl.node_resource_group)
-        return sum(1 for g in groups if (g.tags or {}).get("NodeName") in (None, node))
+        groups = arm.container_groups(sub, cl.node_resource_group)
+        return sum(1 for g in groups if (g.get("tags") or {}).get("NodeName") in (None, node))
+
+    def role(ident: dict[str, Any], scope: str) -> dict[str, Any]:
+        return role_state(ctx, ident, scope, assignments=arm.role_assignments_for(ident["objectId"], scope))
 
     def identity(cl: ClusterView) -> dict[str, Any] | None:
         if conn.release is None:
@@ -99,7 +105,7 @@ def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: 
         return identity_by_client_id(ctx, cl, conn.release.identity_client_id)
 
     src = Sources(subnet=subnet, provider_state=provider_state, identity=identity,
-                  role=lambda ident, scope: role_state(ctx, ident, scope),
+                  role=role,
                   container_groups=container_groups, kube=ctx.kube)
     facts = gather(cluster, src, conn.mode, conn.subnet_name, conn.node_name, conn.namespace, conn.selector)
     facts.chart = conn.release.as_status() if conn.release else None
