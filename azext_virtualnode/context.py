@@ -106,7 +106,7 @@ def progress(message: str) -> None:
     logger.warning(message)
 
 
-class Waiting:
+class Waiting:  # pylint: disable=too-many-instance-attributes
     """az's progress indicator while a wait runs: '<state> · 35 s', refreshed every second on a terminal.
 
     ``state`` (optional, called every ``every`` seconds from a helper thread) reads the current state; on a

@@ -62,7 +62,7 @@ class Rest:
         resp = self.api.call_api(*params, _request_timeout=timeout)
         if not 200 <= resp.status <= 299:
             resp.read()
-            raise ApiException.from_response(http_resp=resp, body=resp.data.decode(errors="replace"), data=None)
+            raise ApiException(http_resp=resp)
         return resp
 
     def get(self, url_path: str, query: dict[str, Any] | None = None, timeout: Any = None) -> Resource:

@@ -667,8 +667,9 @@ def remove_chart_node(ctx: Ctx, cluster: ClusterView, conn: Connector, deadline:
     """The chart leaves its node behind: once its connector pods are gone (else it would register the node
     again), delete the node, and the container groups no connector will delete now."""
     try:
-        with ctx.kube() as kube:
-            while kube.connector_pods(conn.namespace, conn.selector) and time.monotonic() < deadline:
+        with ctx.kube() as kube, Waiting(ctx, "waiting for the connector pods to terminate") as waiting:
+            while (pods := kube.connector_pods(conn.namespace, conn.selector)) and time.monotonic() < deadline:
+                waiting.set(f"{len(pods)} connector pod(s) terminating")
                 time.sleep(1)
             kube.delete_node(conn.node_name)
     except ClusterUnreachable as exc:
@@ -695,12 +696,14 @@ def delete_virtual_node_subnet(ctx: Ctx, plan: DisablePlan, deadline: float) -> 
             wait_operation(ctx, cf.cf_resources(ctx.cli_ctx).begin_delete_by_id(sal, SAL_API_VERSION),
                            "removing the subnet's service association link", f"az aks virtual-node disable {ctx.ids}")
     progress(f"Deleting subnet '{plan.subnet_name}' (waits until Azure Container Instances releases it)...")
-    ctx.subnets.delete_with_retry(plan.subnet_id, deadline, on_wait=progress)
+    with Waiting(ctx, f"waiting for Azure Container Instances to release subnet '{plan.subnet_name}'") as waiting:
+        ctx.subnets.delete_with_retry(plan.subnet_id, deadline,
+                                      on_wait=progress if not waiting.on_terminal() else waiting.set)
 
 
 def wait_node_gone(ctx: Ctx, deadline: float, node_name: str = ADDON_NODE_NAME) -> bool | None:
     try:
-        with ctx.kube() as kube:
+        with ctx.kube() as kube, Waiting(ctx, f"waiting for node {node_name} to go"):
             kube.wait_node(node_name, deadline, lambda n: n is None)
         return True
     except TimeoutError:
