@@ -302,7 +302,7 @@ class Helm:
         """True when it was uninstalled, False when it was already gone."""
         try:
             self.run(["uninstall", release, "--namespace", release_namespace, "--timeout",
-                      f"{max(int(timeout), 1)}s"], kubeconfig, timeout + 30)
+                      f"{max(int(timeout), 1)}s"], kubeconfig, timeout + 5)
         except HelmError as exc:
             if "not found" in str(exc):
                 return False

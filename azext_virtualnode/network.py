@@ -192,14 +192,21 @@ class SubnetClient:
     def put(self, resource_id: str, body: dict[str, Any]) -> Any:
         return self._resources.begin_create_or_update_by_id(resource_id, NETWORK_API_VERSION, body)
 
+    # pylint: disable-next=too-many-positional-arguments
     def delete_with_retry(self, resource_id: str, deadline: float, sleep: Callable[[float], None] = time.sleep,
-                          on_wait: Callable[[str], None] | None = None) -> None:
-        """Delete, retrying while ACI still holds the subnet (``InUseSubnetCannotBeDeleted``) until ``deadline``."""
+                          on_wait: Callable[[str], None] | None = None,
+                          wait: Callable[[Any], Any] | None = None) -> None:
+        """Delete, retrying while ACI still holds the subnet (``InUseSubnetCannotBeDeleted``) until ``deadline``.
+        ``wait(poller)`` waits for the delete operation (default: ``poller.result()``)."""
         from azure.core.exceptions import HttpResponseError
         delay = 2.0
         while True:
             try:
-                self._resources.begin_delete_by_id(resource_id, NETWORK_API_VERSION).result()
+                poller = self._resources.begin_delete_by_id(resource_id, NETWORK_API_VERSION)
+                if wait is not None:
+                    wait(poller)
+                else:
+                    poller.result()
                 return
             except HttpResponseError as exc:
                 code = getattr(getattr(exc, "error", None), "code", "") or ""

@@ -660,7 +660,7 @@ def uninstall_chart(ctx: Ctx, conn: Connector, helm: Helm | None, deadline: floa
     assert conn.release is not None and helm is not None
     progress(f"Uninstalling Helm release '{conn.release.name}' (namespace '{conn.release.release_namespace}')...")
     return helm.uninstall(conn.release.name, conn.release.release_namespace, ctx.kubeconfig(),
-                          max(deadline - time.monotonic(), 30))
+                          max(deadline - time.monotonic(), 1))
 
 
 def remove_chart_node(ctx: Ctx, cluster: ClusterView, conn: Connector, deadline: float) -> bool | None:
@@ -698,7 +698,10 @@ def delete_virtual_node_subnet(ctx: Ctx, plan: DisablePlan, deadline: float) -> 
     progress(f"Deleting subnet '{plan.subnet_name}' (waits until Azure Container Instances releases it)...")
     with Waiting(ctx, f"waiting for Azure Container Instances to release subnet '{plan.subnet_name}'") as waiting:
         ctx.subnets.delete_with_retry(plan.subnet_id, deadline,
-                                      on_wait=progress if not waiting.on_terminal() else waiting.set)
+                                      on_wait=progress if not waiting.on_terminal() else waiting.set,
+                                      wait=lambda poller: wait_operation(
+                                          ctx, poller, f"deleting subnet '{plan.subnet_name}'",
+                                          f"az aks virtual-node disable {ctx.ids} --delete-subnet"))
 
 
 def wait_node_gone(ctx: Ctx, deadline: float, node_name: str = ADDON_NODE_NAME) -> bool | None:
