@@ -3,7 +3,8 @@
 The kubeconfig from ``listClusterUserCredential`` is parsed in memory; the CA goes to the client as data.
 Only client-certificate credentials (which the Python client reads from files) touch the disk, in a 0600
 temporary directory that is removed when the ``session`` context exits. Nothing is written to the user's
-kubeconfig. All waits are watches (``fieldSelector=metadata.name=...``), not polling loops.
+kubeconfig. All waits are watches (``fieldSelector=metadata.name=...``), not polling loops. Every call
+retries transient API-server errors (kube_retry); objects come back as light JSON views (kube_rest).
 """
 from __future__ import annotations
 
