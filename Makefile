@@ -42,6 +42,7 @@ lint: venv wheel
 bench: venv tools wheel
 	$(BIN)/python bench/simulator.py
 	EXTENSION_WHEEL=$(abspath $(WHEEL)) $(BIN)/python bench/status_requests.py
+	EXTENSION_WHEEL=$(abspath $(WHEEL)) $(BIN)/python bench/heal.py
 
 clean:
 	rm -rf $(VENV) .tools build dist *.egg-info .demo

@@ -296,13 +296,13 @@ class Helm:
                 "--history-max", "5", "--timeout", f"{max(int(timeout), 1)}s"]
         if chart.helm_version_flag and chart.version:
             args += ["--version", chart.version]
-        return self.run(args, kubeconfig, timeout + 30, values)
+        return self.run(args, kubeconfig, timeout + 5, values)
 
     def uninstall(self, release: str, release_namespace: str, kubeconfig: dict[str, Any], timeout: float) -> bool:
         """True when it was uninstalled, False when it was already gone."""
         try:
             self.run(["uninstall", release, "--namespace", release_namespace, "--timeout",
-                      f"{max(int(timeout), 1)}s"], kubeconfig, timeout + 30)
+                      f"{max(int(timeout), 1)}s"], kubeconfig, timeout + 5)
         except HelmError as exc:
             if "not found" in str(exc):
                 return False

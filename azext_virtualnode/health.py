@@ -74,6 +74,7 @@ class Facts:  # pylint: disable=too-many-instance-attributes
     role: dict[str, Any] | None = None
     container_groups: int | None = None
     kube_error: str | None = None
+    kube_error_code: str = "ClusterUnreachable"     # or ApiServerError, ClusterAccessDenied (kube_retry)
     node_name: str = ADDON_NODE_NAME
     node: NodeFacts | None = None
     connector_pods: list[PodFacts] = field(default_factory=list)
@@ -107,9 +108,8 @@ def evaluate(f: Facts) -> list[Problem]:
         problems.append(Problem("NotEnabled", f"Virtual nodes are not enabled on cluster '{c.name}'.",
                                 f"Enable them with 'az aks virtual-node enable {ids}'."))
         if f.kube_error is not None:
-            problems.append(Problem("ClusterUnreachable", f"The Kubernetes API server could not be read, so a "
-                                    f"chart-installed connector could not be ruled out: {f.kube_error}.",
-                                    "Run from a network that reaches the API server to check for one.", WARNING))
+            problems.append(kube_error_problem(f, ids, "so a chart-installed connector could not be ruled out",
+                                               WARNING))
         return problems
     problems += _arm_problems(f, ids)
     problems += _kube_problems(f, ids)
@@ -167,9 +167,7 @@ def _arm_problems(f: Facts, ids: str) -> list[Problem]:
 
 def _kube_problems(f: Facts, ids: str) -> list[Problem]:
     if f.kube_error is not None:
-        return [Problem("ClusterUnreachable", f"The Kubernetes API server could not be read: {f.kube_error}.",
-                        "For a private cluster or authorized IP ranges, run from a network that reaches the API "
-                        "server; the Azure part of this status is still accurate.")]
+        return [kube_error_problem(f, ids)]
     out: list[Problem] = []
     deploy = "deploy/aci-connector-linux" if f.mode == "addon" else \
         f"deploy/{f.chart['deployment']}" if f.chart else "<connector pod>"
@@ -218,6 +216,25 @@ def _kube_problems(f: Facts, ids: str) -> list[Problem]:
                            WARNING))
     out += workload.problems(f.pending, f.orphaned, ids)
     return out
+
+
+def kube_error_problem(f: Facts, ids: str, why: str = "", severity: str = ERROR) -> Problem:
+    """ClusterUnreachable (no connection, DNS, TLS), ApiServerError (it answers, but 5xx/429 persisted) or
+    ClusterAccessDenied (401/403), each with its own hint."""
+    why = f", {why}" if why else ""
+    if f.kube_error_code == "ApiServerError":
+        return Problem("ApiServerError", f"The Kubernetes API server answers but kept failing{why}: {f.kube_error}.",
+                       "Usually temporary (control-plane upgrade or restart, etcd leader change, overload): retry in "
+                       f"a few minutes. If it persists, check 'az aks show {ids} --query \"[provisioningState, "
+                       "powerState.code]\"' and Azure Service Health, or open a support request.", severity)
+    if f.kube_error_code == "ClusterAccessDenied":
+        return Problem("ClusterAccessDenied", f"The Kubernetes API server denied access{why}: {f.kube_error}.",
+                       "Your identity needs to read nodes, leases, pods and events in the cluster: with local "
+                       "accounts, the 'Azure Kubernetes Service Cluster User Role' on the cluster; with Kubernetes "
+                       "RBAC, a (Cluster)RoleBinding granting 'view' plus nodes and leases.", severity)
+    return Problem("ClusterUnreachable", f"The Kubernetes API server could not be reached{why}: {f.kube_error}.",
+                   "For a private cluster or authorized IP ranges, run from a network that reaches the API "
+                   "server; the Azure part of this status is still accurate.", severity)
 
 
 _DENIED = re.compile(r"perform action '([^']+)' over scope '([^']+)'")
@@ -359,7 +376,7 @@ def _gather_kube(f: Facts, src: Sources, selector: str) -> None:
                                       for e in kube.pod_events(sick.namespace, sick.name)]
                 f.connector_log = kube.pod_log_tail(sick.namespace, sick.name)
     except ClusterUnreachable as exc:
-        f.kube_error = str(exc)
+        f.kube_error, f.kube_error_code = str(exc), exc.code
 
 
 def _owned_by_daemonset(pod: Any) -> bool:

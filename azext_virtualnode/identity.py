@@ -116,14 +116,17 @@ SUBNET_NEED = RoleNeed(NETWORK_CONTRIBUTOR, NETWORK_CONTRIBUTOR_ID, SUBNET_WRITE
 GROUPS_NEED = RoleNeed(ACI_CONTRIBUTOR, ACI_CONTRIBUTOR_ID, GROUP_WRITERS, (GROUP_WRITE,), "resource group")
 
 
-def role_state(ctx: Ctx, identity: dict[str, Any], scope: str, need: RoleNeed = SUBNET_NEED) -> dict[str, Any]:
-    """Whether some role assignment gives the connector identity ``need`` at ``scope`` (at it or above)."""
-    roles = ctx.roles
+def role_state(ctx: Ctx, identity: dict[str, Any], scope: str, need: RoleNeed = SUBNET_NEED,
+               assignments: list[Any] | None = None) -> dict[str, Any]:
+    """Whether some role assignment gives the connector identity ``need`` at ``scope`` (at it or above).
+    ``assignments``: the identity's assignments at ``scope`` when already read."""
     grant = None
-    for ra in roles.assignments_for(identity["objectId"], scope):
+    if assignments is None:
+        assignments = ctx.roles.assignments_for(identity["objectId"], scope)
+    for ra in assignments:
         if not scope_covers(ra.scope, scope):
             continue
-        if role_guid(ra.role_definition_id) in need.writers or _custom_role_allows(roles, ra.role_definition_id,
+        if role_guid(ra.role_definition_id) in need.writers or _custom_role_allows(ctx.roles, ra.role_definition_id,
                                                                                    need.actions):
             grant = ra
             break
@@ -142,10 +145,13 @@ def _custom_role_allows(roles: RoleClient, role_definition_id: str, actions: tup
 
 # pylint: disable-next=too-many-positional-arguments
 def ensure_role(ctx: Ctx, identity: dict[str, Any], scope: str, cluster: ClusterView, deadline: float,
-                need: RoleNeed = SUBNET_NEED) -> None:
+                need: RoleNeed = SUBNET_NEED) -> bool:
+    """Grant ``need`` unless some assignment already gives it; True when this run granted it."""
     if role_state(ctx, identity, scope, need)["present"]:
-        return
+        return False
     progress(f"Granting {need.role} on {need.scope_kind} {scope.rsplit('/', 1)[-1]} to the connector identity "
              f"{identity['objectId']}...")
     ctx.roles.grant_role(identity["objectId"], need.role_id, scope, cluster.id, "ServicePrincipal", deadline,
                          on_wait=progress)
+    ctx.done.append(f"granted {need.role} on {scope.rsplit('/', 1)[-1]}")
+    return True

@@ -3,7 +3,8 @@
 The kubeconfig from ``listClusterUserCredential`` is parsed in memory; the CA goes to the client as data.
 Only client-certificate credentials (which the Python client reads from files) touch the disk, in a 0600
 temporary directory that is removed when the ``session`` context exits. Nothing is written to the user's
-kubeconfig. All waits are watches (``fieldSelector=metadata.name=...``), not polling loops.
+kubeconfig. All waits are watches (``fieldSelector=metadata.name=...``), not polling loops. Every call
+retries transient API-server errors (kube_retry); objects come back as light JSON views (kube_rest).
 """
 from __future__ import annotations
 
@@ -16,17 +17,34 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
+from urllib.parse import quote
 
 from azure.cli.core.azclierror import ValidationError
 
+from azext_virtualnode import kube_retry
 from azext_virtualnode._consts import (CONNECTOR_LABEL_SELECTOR, CONNECTOR_NAMESPACE, LEASE_NAMESPACE, TAINT_EFFECT,
                                        TAINT_KEY, TAINT_VALUE, NODE_TYPE_LABEL)
+from azext_virtualnode.kube_retry import ApiServerError, ClusterAccessDenied, ClusterUnreachable
+
+__all__ = ["ApiServerError", "ClusterAccessDenied", "ClusterUnreachable", "Kube", "NodeFacts", "session"]
 
 REQUEST_TIMEOUT = 15
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
+RETRY_WINDOW = 30.0     # how long one read retries transient errors (waits retry until their deadline)
 
 
-class ClusterUnreachable(Exception):
-    """The API server could not be reached or refused the credentials."""
+def kubernetes_client() -> Any:
+    """``kubernetes.client`` without the package's ``__init__``, which imports ``kubernetes.config`` (kubeconfig
+    loaders, OIDC, exec plugins: ~0.3 s this module never needs, since it builds the Configuration itself).
+    Submodules (``kubernetes.watch``) still import on demand."""
+    import sys
+    if "kubernetes" not in sys.modules:
+        import importlib.util
+        spec = importlib.util.find_spec("kubernetes")
+        if spec is not None and spec.submodule_search_locations:
+            sys.modules["kubernetes"] = importlib.util.module_from_spec(spec)
+    import kubernetes.client  # pylint: disable=import-outside-toplevel
+    return kubernetes.client
 
 
 def fetch_kubeconfig(mc_client: Any, resource_group: str, name: str) -> dict[str, Any]:
@@ -37,9 +55,20 @@ def fetch_kubeconfig(mc_client: Any, resource_group: str, name: str) -> dict[str
 
 
 @contextlib.contextmanager
-def session(kubeconfig: dict[str, Any]) -> Iterator["Kube"]:
-    """A Kube bound to the kubeconfig's current context; temporary credential files are always removed."""
-    from kubernetes import client
+def session(kubeconfig: dict[str, Any], until: float | None = None,
+            retry_window: float = RETRY_WINDOW) -> Iterator["Kube"]:
+    """A Kube bound to the kubeconfig's current context; temporary credential files are always removed.
+
+    Its reads retry transient errors for ``retry_window`` seconds each, never past ``until`` (monotonic)."""
+    with contextlib.ExitStack() as cleanup:
+        yield Kube(new_api_client(kubeconfig, cleanup), until, retry_window)
+
+
+def new_api_client(kubeconfig: dict[str, Any], cleanup: contextlib.ExitStack) -> Any:
+    """The ``kubernetes`` ApiClient for the kubeconfig's current context, built from the in-memory kubeconfig
+    (server, CA data, token or client certificate). What it leaves behind (the client, a 0600 directory holding
+    a client certificate) is released by ``cleanup``."""
+    client = kubernetes_client()
     ctx_name = kubeconfig.get("current-context")
     ctx = next((c["context"] for c in kubeconfig.get("contexts", []) if c["name"] == ctx_name),
                kubeconfig["contexts"][0]["context"])
@@ -56,23 +85,18 @@ def session(kubeconfig: dict[str, Any]) -> Iterator["Kube"]:
     if cluster.get("certificate-authority-data"):
         config.ca_cert_data = base64.b64decode(cluster["certificate-authority-data"]).decode()
     config.verify_ssl = not cluster.get("insecure-skip-tls-verify", False)
+    config.retries = False      # kube_retry decides (urllib3 would retry connection errors on its own)
     if user.get("token"):
         config.api_key = {"authorization": f"Bearer {user['token']}"}
-    tmpdir = None
-    try:
-        if user.get("client-certificate-data") and user.get("client-key-data"):
-            tmpdir = tempfile.mkdtemp(prefix="azvn-")
-            os.chmod(tmpdir, 0o700)
-            config.cert_file = _write_private(tmpdir, "client.crt", user["client-certificate-data"])
-            config.key_file = _write_private(tmpdir, "client.key", user["client-key-data"])
-        api = client.ApiClient(config)
-        try:
-            yield Kube(api)
-        finally:
-            api.close()
-    finally:
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+    if user.get("client-certificate-data") and user.get("client-key-data"):
+        tmpdir = tempfile.mkdtemp(prefix="azvn-")
+        cleanup.callback(shutil.rmtree, tmpdir, ignore_errors=True)
+        os.chmod(tmpdir, 0o700)
+        config.cert_file = _write_private(tmpdir, "client.crt", user["client-certificate-data"])
+        config.key_file = _write_private(tmpdir, "client.key", user["client-key-data"])
+    api = client.ApiClient(config)
+    cleanup.callback(api.close)
+    return api
 
 
 def _write_private(directory: str, name: str, b64: str) -> str:
@@ -129,37 +153,45 @@ def node_facts_from(node: Any, lease: Any | None, name: str) -> NodeFacts:
 
 def _event_time(event: Any) -> datetime:
     when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when.replace("Z", "+00:00"))
     return when or datetime.min.replace(tzinfo=timezone.utc)
 
 
 class Kube:
     """The few API calls the commands make; every one is a GET by name or a selector-scoped list."""
 
-    def __init__(self, api: Any) -> None:
-        from kubernetes import client
+    def __init__(self, api: Any, until: float | None = None, retry_window: float = RETRY_WINDOW) -> None:
+        from azext_virtualnode.kube_rest import Rest
         self.api = api
-        self.core = client.CoreV1Api(api)
-        self.coordination = client.CoordinationV1Api(api)
+        self.rest = Rest(api)
+        self.until, self.retry_window = until, retry_window
+
+    def _until(self) -> float:
+        end = time.monotonic() + self.retry_window
+        return end if self.until is None else min(end, self.until)
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``; None on 404; transient errors retried (kube_retry)."""
         from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-        try:
-            return fn(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            if exc.status in (401, 403):
-                raise ClusterUnreachable(f"the API server refused the credentials ({exc.status} {exc.reason})") from exc
-            raise ClusterUnreachable(f"the API server answered {exc.status} {exc.reason}") from exc
-        except (HTTPError, OSError) as exc:
-            raise ClusterUnreachable(f"cannot reach the API server: {exc}") from exc
+
+        def once() -> Any:
+            try:
+                return fn(*args, timeout=REQUEST_TIMEOUT, **kwargs)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        return kube_retry.call(once, self._until())
+
+    def _get(self, url_path: str, **query: Any) -> Any | None:
+        return self._call(self.rest.get, url_path, query)
 
     def node(self, name: str) -> Any | None:
-        return self._call(self.core.read_node, name)
+        return self._get(f"/api/v1/nodes/{quote(name)}")
 
     def lease(self, name: str) -> Any | None:
-        return self._call(self.coordination.read_namespaced_lease, name, LEASE_NAMESPACE)
+        return self._get(f"{LEASES}/{quote(name)}")
 
     def node_facts(self, name: str) -> NodeFacts:
         node = self.node(name)
@@ -167,80 +199,106 @@ class Kube:
 
     def connector_pods(self, namespace: str = CONNECTOR_NAMESPACE,
                        selector: str = CONNECTOR_LABEL_SELECTOR) -> list[Any]:
-        pods = self._call(self.core.list_namespaced_pod, namespace, label_selector=selector)
-        return list(pods.items) if pods else []
+        pods = self._get(f"/api/v1/namespaces/{quote(namespace)}/pods", labelSelector=selector)
+        return list(pods.items or []) if pods else []
 
     def pods_on_node(self, node_name: str) -> list[Any]:
-        pods = self._call(self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node_name}")
-        return list(pods.items) if pods else []
+        pods = self._get("/api/v1/pods", fieldSelector=f"spec.nodeName={node_name}")
+        return list(pods.items or []) if pods else []
 
     def namespace(self, name: str) -> Any | None:
-        return self._call(self.core.read_namespace, name)
+        return self._get(f"/api/v1/namespaces/{quote(name)}")
 
     def delete_node(self, name: str) -> bool:
         """Delete the node object; False when it was already gone."""
-        return self._call(self.core.delete_node, name) is not None
+        return self._call(self.rest.delete, f"/api/v1/nodes/{quote(name)}") is not None
+
+    def delete_pod(self, namespace: str, name: str) -> bool:
+        """Delete a pod (its controller recreates it); False when it was already gone."""
+        return self._call(self.rest.delete, f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}") is not None
 
     def helm_release_secrets(self, selector: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
         """(namespace, labels, data) of the Secrets matching ``selector`` in all namespaces (Helm's records)."""
-        secrets = self._call(self.core.list_secret_for_all_namespaces, label_selector=selector)
+        secrets = self._get("/api/v1/secrets", labelSelector=selector)
         return [(s.metadata.namespace, dict(s.metadata.labels or {}), dict(s.data or {}))
-                for s in (secrets.items if secrets else [])]
+                for s in ((secrets.items or []) if secrets else [])]
 
     def pod_events(self, namespace: str, pod_name: str, limit: int = 5) -> list[Any]:
-        events = self._call(self.core.list_namespaced_event, namespace,
-                            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod_name}")
-        items = list(events.items) if events else []
+        events = self._get(f"/api/v1/namespaces/{quote(namespace)}/events",
+                           fieldSelector=f"involvedObject.kind=Pod,involvedObject.name={pod_name}")
+        items = list(events.items or []) if events else []
         items.sort(key=_event_time)
         return items[-limit:]
 
     def pod_log_tail(self, namespace: str, pod_name: str, lines: int = 5) -> str:
-        return self._call(self.core.read_namespaced_pod_log, namespace=namespace, name=pod_name,
-                          tail_lines=lines) or ""
+        return self._call(self.rest.get_text, f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod_name)}/log",
+                          {"tailLines": lines}) or ""
 
     def wait_node(self, name: str, deadline: float, want: Callable[[Any | None], bool]) -> Any | None:
         """Watch the node until ``want(node_or_None)`` holds; returns it. Raises TimeoutError at ``deadline``."""
-        return self._wait_named("node", self.node, self.core.list_node, name=name, deadline=deadline, want=want)
+        return self._wait_named("node", self.node, "/api/v1/nodes", name=name, deadline=deadline, want=want)
 
     def wait_lease_fresh(self, name: str, duration: float, deadline: float) -> float:
         """Watch the node's Lease until it was renewed within ``duration`` seconds; returns its age."""
         def fresh(lease: Any | None) -> bool:
             age = _age_seconds(lease.spec.renew_time) if lease is not None and lease.spec else None
             return age is not None and age <= duration
-        lease = self._wait_named("lease", self.lease, self.coordination.list_namespaced_lease,
-                                 list_args=(LEASE_NAMESPACE,), name=name, deadline=deadline, want=fresh)
+        lease = self._wait_named("lease", self.lease, LEASES, name=name, deadline=deadline, want=fresh)
         return _age_seconds(lease.spec.renew_time)
 
-    def _wait_named(self, kind: str, read: Callable[[str], Any | None], list_fn: Callable[..., Any], *,
-                    list_args: tuple[Any, ...] = (), name: str, deadline: float,
-                    want: Callable[[Any | None], bool]) -> Any | None:
+    def _wait_named(self, kind: str, read: Callable[[str], Any | None], list_path: str, *, name: str,
+                    deadline: float, want: Callable[[Any | None], bool]) -> Any | None:
         """Read the object by name, then watch it (``fieldSelector=metadata.name=``) until ``want`` holds.
 
-        A watch that expires (410) or times out is re-established; other failures are ClusterUnreachable.
+        Transient errors (5xx, 429, connection loss, an outage) are retried with back-off until ``deadline``;
+        a broken watch resumes from the last resourceVersion it saw, an expired one (410) re-reads the object.
         """
-        from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
-        obj = read(name)
-        if want(obj):
-            return obj
-        while time.monotonic() < deadline:
-            remaining = max(1, int(deadline - time.monotonic()))
-            w = watch.Watch()
-            try:
-                for event in w.stream(list_fn, *list_args, field_selector=f"metadata.name={name}",
-                                      timeout_seconds=remaining, _request_timeout=remaining + 5):
-                    obj = None if event["type"] == "DELETED" else event["object"]
-                    if want(obj):
-                        return obj
-            except ApiException as exc:
-                if exc.status == 410:
-                    continue
-                raise ClusterUnreachable(f"watching {kind} {name} failed: {exc}") from exc
-            except Exception as exc:  # pylint: disable=broad-except
-                raise ClusterUnreachable(f"watching {kind} {name} failed: {exc}") from exc
-            finally:
-                w.stop()
+        outer = self.until, self.retry_window
+        self.until, self.retry_window = deadline, float("inf")    # reads inside a wait retry until its deadline
+        backoff = kube_retry.Backoff()
+        try:
             obj = read(name)
             if want(obj):
                 return obj
-        raise TimeoutError(name)
+            rv = obj.metadata.resource_version if obj is not None else None
+            while time.monotonic() < deadline:
+                remaining = max(1, int(deadline - time.monotonic()))
+                try:
+                    for event in self.rest.watch(list_path, {"fieldSelector": f"metadata.name={name}",
+                                                             "timeoutSeconds": remaining, "resourceVersion": rv},
+                                                 timeout=(REQUEST_TIMEOUT, remaining + 5)):
+                        backoff.reset()
+                        obj = None if event["type"] == "DELETED" else event["object"]
+                        rv = (event["object"].metadata.resource_version if event["object"] else None) or rv
+                        if want(obj):
+                            return obj
+                except ApiException as exc:
+                    if exc.status == 410:            # too old: start again from a fresh read
+                        rv = None
+                    else:
+                        self._pause(exc, backoff, deadline, f"watching {kind} {name}")
+                except Exception as exc:  # pylint: disable=broad-except
+                    self._pause(exc, backoff, deadline, f"watching {kind} {name}")
+                if rv is None:
+                    obj = read(name)
+                    if want(obj):
+                        return obj
+                    rv = obj.metadata.resource_version if obj is not None else None
+            raise TimeoutError(name)
+        finally:
+            self.until, self.retry_window = outer
+
+    @staticmethod
+    def _pause(exc: Exception, backoff: kube_retry.Backoff, deadline: float, what: str) -> None:
+        """Sleep before re-establishing a broken watch, or raise the classified error when that cannot help."""
+        retryable, retry_after, error = kube_retry.classify(exc)
+        if error is None:
+            error = ClusterUnreachable(f"{what} failed: {exc}")
+            retryable = True      # e.g. a stream cut mid-line (ProtocolError wrapped by the client)
+        if not retryable:
+            raise error from exc
+        delay = backoff.next(retry_after)
+        if time.monotonic() + delay > deadline:
+            raise TimeoutError(what) from exc
+        time.sleep(delay)

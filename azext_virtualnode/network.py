@@ -204,11 +204,13 @@ class SubnetClient:
                                                             headers=headers, polling_interval=poll_interval())
 
     def ensure_delegated(self, resource_id: str, body: dict[str, Any], etag: str | None,
-                         recheck: Callable[[dict[str, Any]], None]) -> None:
+                         recheck: Callable[[dict[str, Any]], None],
+                         wait: Callable[[Any], Any] | None = None) -> None:
         """Write the planned subnet ``body`` without losing a concurrent change to the subnet.
 
         ``etag`` is the subnet's as read (None: the subnet is new). On 412 the subnet is read again; ``recheck``
         validates it (raising if it can no longer be used), and only the ACI delegation is re-applied to it.
+        ``wait(poller)`` waits for each write (default: ``poller.result()``).
         """
         from azext_virtualnode.lro import write_with_etag
         new_body = body
@@ -216,7 +218,11 @@ class SubnetClient:
         def write(state: tuple[dict[str, Any] | None, str | None]) -> None:
             payload, tag = state
             if payload is not None:
-                self.put(resource_id, payload, etag=tag, create=tag is None).result()
+                poller = self.put(resource_id, payload, etag=tag, create=tag is None)
+                if wait is not None:
+                    wait(poller)
+                else:
+                    poller.result()
 
         def reread() -> tuple[dict[str, Any] | None, str | None]:
             current = self.get(resource_id)
@@ -228,16 +234,23 @@ class SubnetClient:
 
         write_with_etag((body, etag), write, reread, f"Subnet '{resource_id.rsplit('/', 1)[-1]}'")
 
+    # pylint: disable-next=too-many-positional-arguments
     def delete_with_retry(self, resource_id: str, deadline: float, sleep: Callable[[float], None] = time.sleep,
-                          on_wait: Callable[[str], None] | None = None) -> None:
-        """Delete, retrying while ACI still holds the subnet (``InUseSubnetCannotBeDeleted``) until ``deadline``."""
+                          on_wait: Callable[[str], None] | None = None,
+                          wait: Callable[[Any], Any] | None = None) -> None:
+        """Delete, retrying while ACI still holds the subnet (``InUseSubnetCannotBeDeleted``) until ``deadline``.
+        ``wait(poller)`` waits for the delete operation (default: ``poller.result()``)."""
         from azure.core.exceptions import HttpResponseError
         delay = 2.0
         while True:
             try:
                 from azext_virtualnode.lro import poll_interval
-                self._resources.begin_delete_by_id(resource_id, NETWORK_API_VERSION,
-                                                   polling_interval=poll_interval()).result()
+                poller = self._resources.begin_delete_by_id(resource_id, NETWORK_API_VERSION,
+                                                            polling_interval=poll_interval())
+                if wait is not None:
+                    wait(poller)
+                else:
+                    poller.result()
                 return
             except HttpResponseError as exc:
                 code = getattr(getattr(exc, "error", None), "code", "") or ""

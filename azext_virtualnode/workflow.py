@@ -24,22 +24,25 @@ from azext_virtualnode import _client_factory as cf
 from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CHART_NAME, CHART_NAMESPACE, CHART_NODE_NAME,
                                        CHART_RELEASE, CONNECTOR_LABEL_SELECTOR, CONNECTOR_NAMESPACE,
                                        DEFAULT_SUBNET_NAME, DEFAULT_TIMEOUT, HELM_RELEASE_NAMESPACE,
-                                       NETWORK_CONTRIBUTOR)
+                                       NETWORK_API_VERSION, NETWORK_CONTRIBUTOR)
 from azext_virtualnode.addon import ClusterView, require_azure_cni, set_addon, wait_until_idle
-from azext_virtualnode.chart import ChartSettings, Helm, Release, chart_values, find_releases, resolve_chart
-from azext_virtualnode.context import Ctx, Timeout, node_resource_group_id, progress
-from azext_virtualnode.health import Facts, Sources, build_status, evaluate, gather
+from azext_virtualnode.chart import (ChartSettings, Helm, Release, chart_values, find_releases, fullname,
+                                     resolve_chart)
+from azext_virtualnode.context import Ctx, Deadline, Timeout, Waiting, node_resource_group_id, progress
+from azext_virtualnode.health import Facts, PodFacts, Sources, build_status, evaluate, gather
 from azext_virtualnode.identity import (GROUPS_NEED, SUBNET_NEED, chart_identity, connector_identity, ensure_role,
                                         identity_by_client_id, role_state)
 from azext_virtualnode.kube import ClusterUnreachable
 from azext_virtualnode.lro import poll_interval
 from azext_virtualnode.network import (SubnetFacts, check_cidr_fits, check_existing_subnet, first_free_block,
                                        parse_cidr, subnet_body, subnet_prefixes)
+from azext_virtualnode.operations import timeout_error, wait_operation
 from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE, MissingRight, action_allowed,
                                      caller_object_id, missing_rights_error)
 
 logger = get_logger(__name__)
 SAL_API_VERSION = "2021-10-01"
+STATUS_RETRY_WINDOW = 5.0   # status retries a failing API server this long, then reports ApiServerError
 
 
 # -- which connector ------------------------------------------------------------------------------------
@@ -81,16 +84,20 @@ def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: 
     if conn is None:
         return Facts(cluster=cluster, mode="none", kube_error=kube_error)
 
+    arm = ctx.arm        # status reads ARM as plain GETs (arm_reads: no SDK imports, one connection)
+    sub = cluster.id.split("/")[2]
+
     def subnet(subnet_id: str) -> dict[str, Any] | None:
-        return ctx.subnets.get(subnet_id)
+        return arm.get(subnet_id, NETWORK_API_VERSION)
 
     def provider_state() -> str | None:
-        return cf.cf_providers(ctx.cli_ctx).get(ACI_PROVIDER).registration_state
+        return arm.provider_state(sub, ACI_PROVIDER)
 
     def container_groups(cl: ClusterView) -> list[dict[str, Any]] | None:
-        from azext_virtualnode.workload import group_facts
-        return [group_facts(g) for g in
-                cf.cf_container_groups(ctx.cli_ctx).list_by_resource_group(cl.node_resource_group)]
+        return arm.container_groups(sub, cl.node_resource_group)
+
+    def role(ident: dict[str, Any], scope: str) -> dict[str, Any]:
+        return role_state(ctx, ident, scope, assignments=arm.role_assignments_for(ident["objectId"], scope))
 
     def identity(cl: ClusterView) -> dict[str, Any] | None:
         if conn.release is None:
@@ -98,7 +105,7 @@ def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: 
         return identity_by_client_id(ctx, cl, conn.release.identity_client_id)
 
     src = Sources(subnet=subnet, provider_state=provider_state, identity=identity,
-                  role=lambda ident, scope: role_state(ctx, ident, scope),
+                  role=role,
                   container_groups=container_groups, kube=ctx.kube)
     facts = gather(cluster, src, conn.mode, conn.subnet_name, conn.node_name, conn.namespace, conn.selector)
     facts.chart = conn.release.as_status() if conn.release else None
@@ -107,11 +114,16 @@ def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: 
 
 def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
     cluster = cluster or ctx.cluster()
+    outer, ctx.kube_retry_window = ctx.kube_retry_window, STATUS_RETRY_WINDOW
     try:
-        conn, kube_error = detect(ctx, cluster), None
-    except ClusterUnreachable as exc:
-        conn, kube_error = None, str(exc)
-    facts = collect(ctx, cluster, conn, kube_error)
+        try:
+            conn, kube_error, code = detect(ctx, cluster), None, "ClusterUnreachable"
+        except ClusterUnreachable as exc:
+            conn, kube_error, code = None, str(exc), exc.code
+        facts = collect(ctx, cluster, conn, kube_error)
+        facts.kube_error_code = facts.kube_error_code if kube_error is None else code
+    finally:
+        ctx.kube_retry_window = outer
     return build_status(facts, evaluate(facts))
 
 
@@ -201,7 +213,8 @@ class EnableOptions:  # pylint: disable=too-many-instance-attributes
 
 
 def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
-    deadline = time.monotonic() + opts.timeout
+    ctx.deadline = Deadline(opts.timeout)
+    deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
     require_azure_cni(cluster)
@@ -215,39 +228,70 @@ def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
         check_caller_rights(ctx, needs)
 
     # ---- first write below this line ----
+    resume = f"az aks virtual-node enable {ctx.ids}{' --mode chart' if opts.mode == 'chart' else ''}"
     if needs_register:
         register_provider(ctx, deadline)
+        ctx.done.append(f"registered the {ACI_PROVIDER} provider")
     if plan.body is not None:
         progress(f"Creating/delegating subnet '{plan.name}' for Azure Container Instances...")
-        ctx.subnets.ensure_delegated(plan.id, plan.body, plan.etag, lambda current: check_existing_subnet(
-            SubnetFacts.of(current), None, plan.vnet.get("name", "")))
-    mode.apply(cluster, plan)
+        ctx.subnets.ensure_delegated(
+            plan.id, plan.body, plan.etag,
+            lambda current: check_existing_subnet(SubnetFacts.of(current), None, plan.vnet.get("name", "")),
+            wait=lambda poller: wait_operation(ctx, poller, f"creating/delegating subnet '{plan.name}'", resume))
+        ctx.done.append(f"created/delegated subnet '{plan.name}'")
+    fixed = mode.apply(cluster, plan) or needs_register or plan.body is not None
+    if fixed or mode.was_installed:
+        heal_crash_loops(ctx, mode.connector_namespace, mode.connector_selector)
     if opts.no_wait:
         progress(f"Started. Run 'az aks virtual-node wait {ctx.ids} --ready' to wait for the virtual node.")
         return None
-    verify_ready(ctx, deadline, opts.timeout, mode.node_name)
+    verify_ready(ctx, deadline, opts.timeout, mode.node_name, mode.connector_namespace, mode.connector_selector)
     return status(ctx)
+
+
+def heal_crash_loops(ctx: Ctx, namespace: str, selector: str) -> list[str]:
+    """Delete the connector pods in CrashLoopBackOff, so their controller recreates them now: the cause this
+    run fixed (a role, the subnet, the provider) need not wait out the kubelet's back-off (up to 5 minutes)."""
+    healed: list[str] = []
+    try:
+        with ctx.kube() as kube:
+            for pod in kube.connector_pods(namespace, selector):
+                facts = PodFacts.of(pod)
+                if facts.reason != "CrashLoopBackOff":
+                    continue
+                progress(f"Restarting connector pod {facts.name} (crash-looping, {facts.restarts} restarts) so it "
+                         "starts again now instead of after its back-off...")
+                if kube.delete_pod(facts.namespace, facts.name):
+                    healed.append(facts.name)
+    except ClusterUnreachable as exc:
+        progress(f"Warning: could not check the connector pods for a crash loop ({exc}); continuing.")
+    return healed
 
 
 def register_provider(ctx: Ctx, deadline: float) -> None:
     providers = cf.cf_providers(ctx.cli_ctx)
     progress(f"Registering the {ACI_PROVIDER} resource provider...")
     providers.register(ACI_PROVIDER)
-    while (providers.get(ACI_PROVIDER).registration_state or "") != "Registered":
-        if time.monotonic() > deadline:
-            raise Timeout(f"The {ACI_PROVIDER} provider did not finish registering in time; check with 'az provider "
-                          f"show -n {ACI_PROVIDER} --query registrationState' and re-run.")
-        time.sleep(2)
+    with Waiting(ctx, f"registering {ACI_PROVIDER}") as waiting:
+        while (state := providers.get(ACI_PROVIDER).registration_state or "") != "Registered":
+            waiting.set(f"{ACI_PROVIDER} {state}")
+            if time.monotonic() + 2 > deadline:
+                raise timeout_error(ctx, f"The {ACI_PROVIDER} provider did not finish registering in time (check "
+                                    f"with 'az provider show -n {ACI_PROVIDER} --query registrationState').",
+                                    f"registration of {ACI_PROVIDER}", f"az aks virtual-node enable {ctx.ids}")
+            time.sleep(2)
 
 
 # -- enable: the managed add-on -----------------------------------------------------------------------------
 class AddonEnable:
     """Mode ``addon``: a managed-cluster PUT turns the connector on; AKS creates its identity."""
     node_name = ADDON_NODE_NAME
+    connector_namespace, connector_selector = CONNECTOR_NAMESPACE, CONNECTOR_LABEL_SELECTOR
 
     def __init__(self, ctx: Ctx, opts: EnableOptions, deadline: float) -> None:
         self.ctx, self.opts, self.deadline = ctx, opts, deadline
         self.identity: dict[str, Any] | None = None
+        self.was_installed = False
 
     def preflight(self, cluster: ClusterView) -> str | None:
         ctx, name = self.ctx, self.opts.subnet_name or cluster.addon_subnet or DEFAULT_SUBNET_NAME
@@ -258,6 +302,7 @@ class AddonEnable:
                 f"remove the old subnet), then 'az aks virtual-node enable {ctx.ids} --subnet-name {name}'.")
         if not cluster.addon_enabled:
             refuse_if_chart_installed(ctx)
+        self.was_installed = cluster.addon_enabled
         return cluster.addon_subnet
 
     def prepare(self, cluster: ClusterView, plan: SubnetPlan) -> None:  # pylint: disable=unused-argument
@@ -267,12 +312,14 @@ class AddonEnable:
         needs = [] if self.opts.skip_role_assignment else [(ROLE_ASSIGNMENT_WRITE, cluster.vnet_id)]
         return needs + ([] if cluster.addon_enabled else [(CLUSTER_WRITE, cluster.id)])
 
-    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> None:
+    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> bool:
+        """Turn the add-on on and grant its role; True when a missing role was granted."""
         if not cluster.addon_enabled:
             cluster = turn_on_addon(self.ctx, cluster, plan.name, self.opts.no_wait)
-        if not self.opts.skip_role_assignment:
-            identity = self.identity or wait_for_identity(self.ctx, cluster, self.deadline)
-            ensure_role(self.ctx, identity, plan.id, cluster, self.deadline)
+        if self.opts.skip_role_assignment:
+            return False
+        identity = self.identity or wait_for_identity(self.ctx, cluster, self.deadline)
+        return ensure_role(self.ctx, identity, plan.id, cluster, self.deadline)
 
 
 def refuse_if_chart_installed(ctx: Ctx) -> None:
@@ -291,13 +338,19 @@ def refuse_if_chart_installed(ctx: Ctx) -> None:
             "the chart ('az aks virtual-node enable ... --mode chart').")
 
 
+def _finite(at: float) -> float | None:
+    return at if at != float("inf") else None
+
+
 def turn_on_addon(ctx: Ctx, cluster: ClusterView, subnet: str, no_wait: bool) -> ClusterView:
-    from azure.cli.core.commands import LongRunningOperation
-    poller = set_addon(ctx.clusters, ctx.resource_group, cluster, subnet, no_wait=no_wait)
+    poller = set_addon(ctx.clusters, ctx.resource_group, cluster, subnet, no_wait=no_wait,
+                       deadline=_finite(ctx.deadline.at))
     if no_wait:
         return ClusterView(poller.result())
-    result = LongRunningOperation(ctx.cli_ctx, start_msg="Turning on the ACI connector add-on",
-                                  finish_msg="ACI connector add-on enabled")(poller)
+    progress("Turning on the ACI connector add-on...")
+    result = wait_operation(ctx, poller, f"turning on the ACI connector add-on of cluster '{ctx.name}'",
+                            f"az aks virtual-node enable {ctx.ids}")
+    ctx.done.append("turned on the ACI connector add-on")
     return ClusterView(result)
 
 
@@ -305,8 +358,8 @@ def wait_for_identity(ctx: Ctx, cluster: ClusterView, deadline: float) -> dict[s
     identity = connector_identity(ctx, cluster)
     while identity is None:
         if time.monotonic() > deadline:
-            raise Timeout(f"Cluster '{ctx.name}' did not report the ACI connector identity in time. Re-run "
-                          f"'az aks virtual-node enable {ctx.ids}' to finish.")
+            raise timeout_error(ctx, f"Cluster '{ctx.name}' did not report the ACI connector identity in time.",
+                                None, f"az aks virtual-node enable {ctx.ids}")
         time.sleep(2)
         identity = connector_identity(ctx, ctx.cluster())
     return identity
@@ -327,6 +380,18 @@ class ChartEnable:  # pylint: disable=too-many-instance-attributes
         self.chart: Any = None
         self.identity: dict[str, Any] = {}
         self.values: dict[str, Any] = {}
+
+    @property
+    def connector_namespace(self) -> str:
+        return self.namespace
+
+    @property
+    def connector_selector(self) -> str:
+        return f"app={fullname(self.release)}"
+
+    @property
+    def was_installed(self) -> bool:
+        return self.existing is not None
 
     def preflight(self, cluster: ClusterView) -> str | None:
         ctx = self.ctx
@@ -404,19 +469,23 @@ class ChartEnable:  # pylint: disable=too-many-instance-attributes
             return []
         return [(ROLE_ASSIGNMENT_WRITE, cluster.vnet_id), (ROLE_ASSIGNMENT_WRITE, node_resource_group_id(cluster))]
 
-    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> None:
-        ctx = self.ctx
+    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> bool:
+        """Grant the roles and install/upgrade the release; True when a missing role was granted."""
+        ctx, granted = self.ctx, False
         if not self.opts.skip_role_assignment:
-            ensure_role(ctx, self.identity, plan.id, cluster, self.deadline, SUBNET_NEED)
-            ensure_role(ctx, self.identity, node_resource_group_id(cluster), cluster, self.deadline, GROUPS_NEED)
+            granted = ensure_role(ctx, self.identity, plan.id, cluster, self.deadline, SUBNET_NEED)
+            granted = ensure_role(ctx, self.identity, node_resource_group_id(cluster), cluster, self.deadline,
+                                  GROUPS_NEED) or granted
         if self._up_to_date():
             progress(f"Helm release '{self.release}' is up to date.")
-            return
+            return granted
         assert self.helm is not None
         progress(f"Installing chart {CHART_NAME} {self.chart.version or ''} as Helm release '{self.release}' "
                  f"(namespace '{self.namespace}', node '{self.node_name}')...")
         self.helm.upgrade_install(self.release, self.chart, HELM_RELEASE_NAMESPACE, self.values, ctx.kubeconfig(),
-                                  max(self.deadline - time.monotonic(), 30))
+                                  max(self.deadline - time.monotonic(), 1))
+        ctx.done.append(f"installed Helm release '{self.release}'")
+        return granted
 
     def _up_to_date(self) -> bool:
         r = self.existing
@@ -437,14 +506,23 @@ def pod_cidr(cluster: ClusterView, vnet: dict[str, Any]) -> str:
 
 
 # -- verification ----------------------------------------------------------------------------------------------
-def verify_ready(ctx: Ctx, deadline: float, timeout: int, node_name: str = ADDON_NODE_NAME) -> None:
+# pylint: disable-next=too-many-positional-arguments
+def verify_ready(ctx: Ctx, deadline: float, timeout: int, node_name: str = ADDON_NODE_NAME,
+                 namespace: str = CONNECTOR_NAMESPACE, selector: str = CONNECTOR_LABEL_SELECTOR) -> None:
     """Watch until the node is registered, Ready, labelled, tainted and its Lease fresh; diagnose on timeout."""
     from azext_virtualnode.kube import node_facts_from
     progress(f"Waiting for node '{node_name}' to register (up to {timeout}s)...")
     try:
         with ctx.kube() as kube:
-            kube.wait_node(node_name, deadline, lambda n: _node_ok(node_facts_from(n, None, node_name)))
-            kube.wait_lease_fresh(node_name, 40.0, deadline)
+            def state() -> str:
+                pods = [PodFacts.of(p) for p in kube.connector_pods(namespace, selector)]
+                if not pods:
+                    return "connector pod not created yet"
+                pod = pods[0]
+                return f"connector {pod.reason or pod.phase}" + (", node not Ready yet" if pod.ready else "")
+            with Waiting(ctx, f"waiting for node {node_name}", state):
+                kube.wait_node(node_name, deadline, lambda n: _node_ok(node_facts_from(n, None, node_name)))
+                kube.wait_lease_fresh(node_name, 40.0, deadline)
     except TimeoutError:
         raise diagnose(ctx, f"The virtual node did not become ready within {timeout}s.") from None
     except ClusterUnreachable as exc:
@@ -465,7 +543,10 @@ def diagnose(ctx: Ctx, headline: str) -> CLIError:
         lines.append(f"  event: {event}")
     for p in st["problems"]:
         lines.append(f"  [{p['code']}] {p['message']}\n      -> {p['hint']}")
-    lines.append(f"Re-run 'az aks virtual-node status {ctx.ids}' to check again.")
+    if ctx.done:
+        lines.append("Done by this command: " + "; ".join(ctx.done) + ".")
+    lines.append(f"Re-run 'az aks virtual-node status {ctx.ids}' to check again, or wait on with 'az aks "
+                 f"virtual-node wait {ctx.ids} --ready'.")
     return Timeout("\n".join(lines))
 
 
@@ -483,7 +564,8 @@ class DisablePlan:
 # pylint: disable-next=too-many-positional-arguments
 def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
             subnet_name: str | None = None, confirm: Callable[[str, bool], None] | None = None) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+    ctx.deadline = Deadline(timeout)
+    deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
     plan = plan_disable(ctx, cluster, delete_subnet, force, subnet_name)
@@ -495,10 +577,12 @@ def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
         return result
     (confirm or _confirm)(f"This will {', '.join(_disable_actions(plan))} on cluster '{ctx.name}'. Continue?", yes)
     if conn is not None and conn.mode == "addon":
-        from azure.cli.core.commands import LongRunningOperation
-        LongRunningOperation(ctx.cli_ctx, start_msg="Turning off the ACI connector add-on",
-                             finish_msg="ACI connector add-on disabled")(
-            set_addon(ctx.clusters, ctx.resource_group, cluster, None))
+        progress("Turning off the ACI connector add-on...")
+        wait_operation(ctx, set_addon(ctx.clusters, ctx.resource_group, cluster, None,
+                                      deadline=_finite(ctx.deadline.at)),
+                       f"turning off the ACI connector add-on of cluster '{ctx.name}'",
+                       f"az aks virtual-node disable {ctx.ids}")
+        ctx.done.append("turned off the ACI connector add-on")
         result["addonDisabled"] = True
         result["nodeRemoved"] = wait_node_gone(ctx, deadline, conn.node_name)
     elif conn is not None:
@@ -587,15 +671,16 @@ def uninstall_chart(ctx: Ctx, conn: Connector, helm: Helm | None, deadline: floa
     assert conn.release is not None and helm is not None
     progress(f"Uninstalling Helm release '{conn.release.name}' (namespace '{conn.release.release_namespace}')...")
     return helm.uninstall(conn.release.name, conn.release.release_namespace, ctx.kubeconfig(),
-                          max(deadline - time.monotonic(), 30))
+                          max(deadline - time.monotonic(), 1))
 
 
 def remove_chart_node(ctx: Ctx, cluster: ClusterView, conn: Connector, deadline: float) -> bool | None:
     """The chart leaves its node behind: once its connector pods are gone (else it would register the node
     again), delete the node, and the container groups no connector will delete now."""
     try:
-        with ctx.kube() as kube:
-            while kube.connector_pods(conn.namespace, conn.selector) and time.monotonic() < deadline:
+        with ctx.kube() as kube, Waiting(ctx, "waiting for the connector pods to terminate") as waiting:
+            while (pods := kube.connector_pods(conn.namespace, conn.selector)) and time.monotonic() < deadline:
+                waiting.set(f"{len(pods)} connector pod(s) terminating")
                 time.sleep(1)
             kube.delete_node(conn.node_name)
     except ClusterUnreachable as exc:
@@ -606,7 +691,9 @@ def remove_chart_node(ctx: Ctx, cluster: ClusterView, conn: Connector, deadline:
     for group in groups.list_by_resource_group(cluster.node_resource_group):
         if (group.tags or {}).get("NodeName") == conn.node_name:
             progress(f"Deleting container group '{group.name}' left by the virtual node...")
-            groups.begin_delete(cluster.node_resource_group, group.name, polling_interval=poll_interval()).result()
+            wait_operation(ctx, groups.begin_delete(cluster.node_resource_group, group.name,
+                                                    polling_interval=poll_interval()),
+                           f"deleting container group '{group.name}'", f"az aks virtual-node disable {ctx.ids}")
     return gone
 
 
@@ -618,15 +705,22 @@ def delete_virtual_node_subnet(ctx: Ctx, plan: DisablePlan, deadline: float) -> 
         from azure.core.exceptions import ResourceNotFoundError
         sal = f"{plan.subnet_id}/providers/Microsoft.ContainerInstance/serviceAssociationLinks/default"
         with contextlib.suppress(ResourceNotFoundError):
-            cf.cf_resources(ctx.cli_ctx).begin_delete_by_id(sal, SAL_API_VERSION,
-                                                            polling_interval=poll_interval()).result()
+            poller = cf.cf_resources(ctx.cli_ctx).begin_delete_by_id(sal, SAL_API_VERSION,
+                                                                     polling_interval=poll_interval())
+            wait_operation(ctx, poller,
+                           "removing the subnet's service association link", f"az aks virtual-node disable {ctx.ids}")
     progress(f"Deleting subnet '{plan.subnet_name}' (waits until Azure Container Instances releases it)...")
-    ctx.subnets.delete_with_retry(plan.subnet_id, deadline, on_wait=progress)
+    with Waiting(ctx, f"waiting for Azure Container Instances to release subnet '{plan.subnet_name}'") as waiting:
+        ctx.subnets.delete_with_retry(plan.subnet_id, deadline,
+                                      on_wait=progress if not waiting.on_terminal() else waiting.set,
+                                      wait=lambda poller: wait_operation(
+                                          ctx, poller, f"deleting subnet '{plan.subnet_name}'",
+                                          f"az aks virtual-node disable {ctx.ids} --delete-subnet"))
 
 
 def wait_node_gone(ctx: Ctx, deadline: float, node_name: str = ADDON_NODE_NAME) -> bool | None:
     try:
-        with ctx.kube() as kube:
+        with ctx.kube() as kube, Waiting(ctx, f"waiting for node {node_name} to go"):
             kube.wait_node(node_name, deadline, lambda n: n is None)
         return True
     except TimeoutError:
@@ -642,7 +736,8 @@ def wait_node_gone(ctx: Ctx, deadline: float, node_name: str = ADDON_NODE_NAME) 
 def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> None:
     if ready == deleted:
         raise InvalidArgumentValueError("Specify exactly one of --ready or --deleted.")
-    deadline = time.monotonic() + timeout
+    ctx.deadline = Deadline(timeout)
+    deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               interval=interval, on_wait=None)
     try:
@@ -656,7 +751,7 @@ def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> N
         raise ValidationError(f"Virtual nodes are still enabled on cluster '{ctx.name}' (mode {conn.mode}). Run "
                               f"'az aks virtual-node disable {ctx.ids}' first.")
     if ready:
-        verify_ready(ctx, deadline, timeout, conn.node_name)
+        verify_ready(ctx, deadline, timeout, conn.node_name, conn.namespace, conn.selector)
         return
     try:
         with ctx.kube() as kube:
