@@ -41,6 +41,7 @@ from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_WRITE, SUBNE
                                      caller_object_id, missing_rights_error)
 
 logger = get_logger(__name__)
+V2_CHART = "virtualnode"        # connectors/v2.py CHART_NAME (mode v2: connectors/v2_mode.py)
 SAL_API_VERSION = "2021-10-01"
 STATUS_RETRY_WINDOW = 5.0   # status retries a failing API server this long, then reports ApiServerError
 
@@ -66,8 +67,9 @@ def chart_connector(release: Release) -> Connector:
 
 
 def chart_releases(ctx: Ctx) -> list[Release]:
+    """Releases of the legacy chart and of Virtual Nodes v2 (mode v2), from one list of Helm's records."""
     with ctx.kube() as kube:
-        return find_releases(kube)
+        return find_releases(kube, (CHART_NAME, V2_CHART))
 
 
 def detect(ctx: Ctx, cluster: ClusterView) -> Connector | None:
@@ -76,6 +78,9 @@ def detect(ctx: Ctx, cluster: ClusterView) -> Connector | None:
     if cluster.addon_enabled:
         return addon_connector(cluster)
     releases = chart_releases(ctx)
+    if releases and releases[0].chart_name == V2_CHART:
+        from azext_virtualnode.connectors.v2_mode import connector
+        return connector(releases[0])
     return chart_connector(releases[0]) if releases else None
 
 
@@ -120,6 +125,9 @@ def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
             conn, kube_error, code = detect(ctx, cluster), None, "ClusterUnreachable"
         except ClusterUnreachable as exc:
             conn, kube_error, code = None, str(exc), exc.code
+        if conn is not None and conn.mode == "v2":
+            from azext_virtualnode.connectors.v2_mode import V2Release, status as v2_status
+            return v2_status(ctx, cluster, V2Release(conn.release))
         facts = collect(ctx, cluster, conn, kube_error)
         facts.kube_error_code = facts.kube_error_code if kube_error is None else code
     finally:
@@ -210,9 +218,14 @@ class EnableOptions:  # pylint: disable=too-many-instance-attributes
     namespace: str | None = None
     node_name: str | None = None
     identity: str | None = None
+    replicas: int | None = None          # mode v2
+    nat_gateway: str | None = None       # mode v2
 
 
 def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
+    if opts.mode == "v2":
+        from azext_virtualnode.connectors import v2_mode
+        return v2_mode.enable(ctx, opts)
     ctx.deadline = Deadline(opts.timeout)
     deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
@@ -329,6 +342,12 @@ def refuse_if_chart_installed(ctx: Ctx) -> None:
     except ClusterUnreachable as exc:
         progress(f"Warning: could not check the cluster for a chart-installed connector ({exc}); continuing.")
         return
+    if releases and releases[0].chart_name == V2_CHART:
+        r = releases[0]
+        raise ValidationError(
+            f"Virtual Nodes v2 is installed on cluster '{ctx.name}' (Helm release '{r.name}' of chart {V2_CHART}); "
+            f"the modes exclude each other. Remove it first with 'az aks virtual-node disable {ctx.ids}', then enable "
+            "the add-on, or keep it ('az aks virtual-node enable ... --mode v2'). Nothing was changed.")
     if releases:
         r = releases[0]
         raise ValidationError(
@@ -404,13 +423,22 @@ class ChartEnable:  # pylint: disable=too-many-instance-attributes
         self.chart = resolve_chart(self.opts.chart, self.opts.chart_version)
         try:
             with ctx.kube() as kube:
-                self._check_releases(find_releases(kube))
+                releases = find_releases(kube, (CHART_NAME, V2_CHART))
+                self._refuse_v2([r for r in releases if r.chart_name == V2_CHART])
+                self._check_releases([r for r in releases if r.chart_name == CHART_NAME])
                 self._check_namespace(kube.namespace(self.namespace))
         except ClusterUnreachable as exc:
             raise ValidationError(f"Cannot reach the Kubernetes API server of cluster '{ctx.name}' ({exc}), which "
                                   "Helm needs. Run from a network that reaches it. Nothing was changed.") from None
         self.identity = self._current_identity(cluster) or chart_identity(ctx, cluster, self.opts.identity)
         return self.existing.subnet_name if self.existing else None
+
+    def _refuse_v2(self, releases: list[Release]) -> None:
+        if releases:
+            raise ValidationError(
+                f"Virtual Nodes v2 is installed on cluster '{self.ctx.name}' (Helm release '{releases[0].name}' of "
+                f"chart {V2_CHART}); the modes exclude each other. Remove it first with 'az aks virtual-node disable "
+                f"{self.ctx.ids}', then enable with --mode chart. Nothing was changed.")
 
     def _current_identity(self, cluster: ClusterView) -> dict[str, Any] | None:
         """On a re-run without --identity, the identity the installed release already uses (like its subnet,
@@ -570,6 +598,9 @@ def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
                               on_wait=progress)
     plan = plan_disable(ctx, cluster, delete_subnet, force, subnet_name)
     conn = plan.conn
+    if conn is not None and conn.mode == "v2":
+        from azext_virtualnode.connectors.v2_mode import disable as v2_disable
+        return v2_disable(ctx, cluster, conn.release, delete_subnet, force, yes, confirm)
     result = {"cluster": cluster.id, "mode": conn.mode if conn else "none", "addonDisabled": False,
               "chartUninstalled": False, "nodeRemoved": None, "roleAssignmentsRemoved": [], "subnetDeleted": False}
     if conn is None and not plan.marked and plan.subnet is None:
@@ -601,6 +632,8 @@ def plan_disable(ctx: Ctx, cluster: ClusterView, delete_subnet: bool, force: boo
                  subnet_name: str | None) -> DisablePlan:
     """Every read and check of ``disable``, before its first change."""
     conn = detect_for_disable(ctx, cluster, force)
+    if conn is not None and conn.mode == "v2":       # connectors/v2_mode.disable reads and checks on its own
+        return DisablePlan(conn, conn.subnet_name or "", None, None, [])
     helm = Helm.discover() if conn is not None and conn.mode == "chart" else None
     name = (conn.subnet_name if conn else None) or subnet_name or DEFAULT_SUBNET_NAME
     subnet_id = f"{cluster.vnet_id}/subnets/{name}" if cluster.vnet_id else None
@@ -750,6 +783,10 @@ def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> N
     if deleted and conn is not None:
         raise ValidationError(f"Virtual nodes are still enabled on cluster '{ctx.name}' (mode {conn.mode}). Run "
                               f"'az aks virtual-node disable {ctx.ids}' first.")
+    if ready and conn.mode == "v2":
+        from azext_virtualnode.connectors.v2_mode import V2Release, verify
+        verify(ctx, V2Release(conn.release), timeout)
+        return
     if ready:
         verify_ready(ctx, deadline, timeout, conn.node_name, conn.namespace, conn.selector)
         return

@@ -1,0 +1,158 @@
+"""az aks virtual-node --mode v2 end to end: the real az with the installed wheel, the REAL helm 3 and kubectl
+against aksim's Virtual Nodes v2 (scenario vn2.yaml), installing the local `virtualnode` test chart
+(tests/fixtures/charts/virtualnode, version 1.3409.26080501)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aksim.scenario import read_raw
+from conftest import FAST_TIMINGS, TOOLS_BIN
+from waiting import wait_for
+
+RG, NAME = "vn2-rg", "aks-vn2"
+IDS = ["-g", RG, "-n", NAME]
+SUB = "00000000-0000-0000-0000-000000000001"
+RG_ID = f"/subscriptions/{SUB}/resourceGroups/{RG}"
+NODE_RG_ID = f"/subscriptions/{SUB}/resourceGroups/MC_vn2-rg_aks-vn2_westeurope"
+VNET_ID = f"{RG_ID}/providers/Microsoft.Network/virtualNetworks/vn2-vnet"
+CG_ID = f"{VNET_ID}/subnets/cg"
+CHART = str(Path(__file__).resolve().parents[1] / "fixtures" / "charts" / "virtualnode")
+NC, ACI, CONTRIBUTOR = ("4d97b98b-1d4f-4787-a291-c67834d212e7", "5d977122-f97e-4b4d-a52f-6b43003ddb4d",
+                        "b24988ac-6180-42a0-ab88-20f7382dd24c")
+MARKER = "Created by az aks virtual-node"
+ENABLE = ["aks", "virtual-node", "enable", *IDS, "--mode", "v2", "--chart", CHART, "--timeout", "90"]
+# VN2 timings as tests/aksim/test_vn2.py uses them (registration in 0.2 s instead of ~45 s)
+TIMINGS = {**FAST_TIMINGS, "lro": 0.05, "poll": 0.05, "pod_start": 0.03, "controller": 0.01, "vn2_register": 0.2,
+           "lease_renew": 0.1, "lease_duration": 0.5, "aci_create": 0.05, "backoff_scale": 0.02,
+           "node_register": 0.05}
+INFRA = "app.kubernetes.io/name=virtualnode,statefulset.kubernetes.io/pod-name"
+
+
+@pytest.fixture(autouse=True)
+def real_tools() -> None:
+    for tool in ("helm", "kubectl"):
+        if not (TOOLS_BIN / tool).exists():
+            pytest.fail(f"real {tool} missing: run tools/fetch-kube-binaries.sh (make test does)")
+
+
+def vn2_world(scenario: str = "vn2", **cluster: Any) -> dict[str, Any]:
+    raw = read_raw(scenario)
+    raw["clusters"][0].update(cluster)
+    raw["timings"] = dict(TIMINGS)
+    return raw
+
+
+@pytest.fixture
+def world(sim: Any, request: pytest.FixtureRequest) -> Any:
+    marker = request.node.get_closest_marker("vn2")
+    sim.sim.load(vn2_world(*(marker.args if marker else ()), **(marker.kwargs if marker else {})))
+    return sim
+
+
+def store(sim: Any) -> Any:
+    return sim.cluster(NAME).store
+
+
+def locked(sim: Any, fn: Any) -> Any:
+    with sim.lock:
+        return fn()
+
+
+def kubelet(sim: Any) -> dict[str, Any]:
+    return locked(sim, lambda: sim.world.arm.get(sim.cluster(NAME).resource_id))["properties"]["identityProfile"][
+        "kubeletidentity"]
+
+
+def assignments(sim: Any) -> list[dict[str, Any]]:
+    return locked(sim, lambda: [r["properties"] for r in sim.world.arm.of_type(
+        "Microsoft.Authorization/roleAssignments")])
+
+
+def ours(sim: Any, principal: str) -> list[tuple[str, str]]:
+    return sorted((a["scope"].lower(), a["roleDefinitionId"].rsplit("/", 1)[-1]) for a in assignments(sim)
+                  if a["principalId"] == principal and (a.get("description") or "").startswith(MARKER))
+
+
+def helm_revisions(sim: Any) -> list[str]:
+    return sorted(s["metadata"]["labels"]["version"] for s in locked(sim, lambda: store(sim).list(
+        "secrets", None, "owner=helm")))
+
+
+def codes(st: dict[str, Any]) -> list[str]:
+    return [p["code"] for p in st["problems"]]
+
+
+class Tools:
+    """Real kubectl/helm against the simulated cluster (admin kubeconfig in a private file)."""
+
+    def __init__(self, sim: Any, tmp: Path) -> None:
+        kubeconfig = tmp / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(sim.kubeconfig(NAME, admin=True)))
+        kubeconfig.chmod(0o600)
+        (tmp / "home").mkdir(exist_ok=True)
+        self.tmp = tmp
+        self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp / "home"), "KUBECONFIG": str(kubeconfig)}
+
+    def run(self, tool: str, *args: str, check: bool = True, stdin: str | None = None) -> Any:
+        proc = subprocess.run([str(TOOLS_BIN / tool), *args], env=self.env, capture_output=True, text=True,
+                              timeout=120, check=False, input=stdin)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> Any:
+        return self.run("kubectl", *args, check=check, stdin=stdin)
+
+    def helm(self, *args: str, check: bool = True) -> Any:
+        return self.run("helm", *args, check=check)
+
+
+@pytest.fixture
+def tools(world: Any, tmp_path: Path) -> Tools:
+    return Tools(world, tmp_path)
+
+
+# -- 1: enable, exactly the roles VN2 needs, a re-run writes nothing ---------------------------------------------
+def test_enable_two_replicas_least_privilege_and_idempotent(vn: Any, world: Any, tools: Tools) -> None:
+    sim = world
+    res = vn(*ENABLE, "--replicas", "2")
+    st = res.json()
+    assert st["healthy"] is True, st["problems"]
+    assert st["mode"] == "v2" and st["chart"]["release"] == "virtualnode" and st["chart"]["namespace"] == "vn2"
+    assert st["chart"]["version"] == "1.3409.26080501" and st["chart"]["revision"] == 1
+    assert [(n["name"], n["ready"], n["labelOk"], n["taintOk"]) for n in st["nodes"]] == [
+        ("virtualnode-0", True, True, True), ("virtualnode-1", True, True, True)]
+    assert st["ghostNodes"] == [] and st["admissionController"]["webhookConfigured"] is True
+    assert all(p["ready"] and p["containersReady"] == "6/6" for p in st["infraPods"])
+    # the default subnet 'cg' was created and delegated; no NAT gateway: a warning, not an error
+    assert st["subnets"][0]["name"] == "cg" and st["subnets"][0]["delegated"] and st["subnets"][0]["natGateway"] is None
+    assert "OutboundMissing" in codes(st) and "no outbound internet" in res.stderr
+    # least privilege: ACI Contributor on the ACI (node) resource group, Network Contributor on cg; no Contributor
+    principal = kubelet(sim)["objectId"]
+    assert ours(sim, principal) == sorted([(NODE_RG_ID.lower(), ACI), (CG_ID.lower(), NC)])
+    listed = vn("role", "assignment", "list", "--assignee", principal, "--all").json()
+    assert sorted((a["roleDefinitionName"], a["scope"].lower()) for a in listed) == sorted([
+        ("Azure Container Instances Contributor Role", NODE_RG_ID.lower()), ("Network Contributor", CG_ID.lower())])
+    assert not [a for a in assignments(sim) if a["roleDefinitionId"].endswith(CONTRIBUTOR)]
+    # the values are the chart's own keys, computed from the cluster
+    values = json.loads(tools.helm("get", "values", "virtualnode", "-o", "json").stdout)
+    assert values == {"replicaCount": 2, "aciSubnetName": "cg", "namespace": "vn2",
+                      "aciResourceGroupName": "MC_vn2-rg_aks-vn2_westeurope"}
+
+    # a second run: no ARM write, no helm upgrade
+    sim.reset_logs()
+    again = vn(*ENABLE, "--replicas", "2")
+    assert again.json()["healthy"] is True and "is up to date" in again.stderr
+    assert sim.writes() == [] and helm_revisions(sim) == ["1"]
+    # without --replicas a re-run keeps what is installed
+    sim.reset_logs()
+    vn(*ENABLE)
+    assert sim.writes() == [] and helm_revisions(sim) == ["1"]
