@@ -156,3 +156,84 @@ def test_enable_two_replicas_least_privilege_and_idempotent(vn: Any, world: Any,
     sim.reset_logs()
     vn(*ENABLE)
     assert sim.writes() == [] and helm_revisions(sim) == ["1"]
+
+
+# -- 4: bad input: a clear error and zero ARM writes ----------------------------------------------------------
+def refused(vn: Any, sim: Any, *args: str, expect: str, code: int = 1, env: dict[str, str] | None = None) -> str:
+    sim.reset_logs()
+    res = vn(*args, check=False, env=env)
+    assert res.returncode == code, str(res)
+    assert expect in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert sim.writes() == [], f"writes reached ARM: {sim.writes()}"
+    return res.stderr
+
+
+CG_DELEGATED = {"name": "cg", "prefix": "10.2.0.0/16", "delegation": "Microsoft.ContainerInstance/containerGroups"}
+
+
+def with_cg(raw: dict[str, Any]) -> dict[str, Any]:
+    raw["resource_groups"][0]["vnets"][0]["subnets"].append(dict(CG_DELEGATED))
+    return raw
+
+
+@pytest.mark.parametrize("network, expect", [
+    ({"plugin": "kubenet", "vnet_subnet": "vn2-vnet/aks"}, "uses the 'kubenet' network plugin"),
+    ({"plugin": "azure", "plugin_mode": "overlay", "vnet_subnet": "vn2-vnet/aks"}, "Azure CNI Overlay"),
+], ids=["kubenet", "overlay"])
+def test_refuses_kubenet_and_overlay(vn: Any, sim: Any, network: dict[str, Any], expect: str) -> None:
+    sim.sim.load(vn2_world(network={**network, "service_cidr": "10.4.0.0/16", "dns_service_ip": "10.4.0.10"}))
+    refused(vn, sim, *ENABLE, expect=expect)
+
+
+def test_refuses_authorized_ip_ranges(vn: Any, sim: Any) -> None:
+    sim.sim.load(vn2_world(authorized_ip_ranges=["203.0.113.0/24"]))
+    err = refused(vn, sim, *ENABLE, expect="restricts its API server to authorized IP ranges (203.0.113.0/24)")
+    assert "--api-server-authorized-ip-ranges" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1000", "two"])
+def test_refuses_bad_replicas_as_a_usage_error(vn: Any, world: Any, value: str) -> None:
+    err = refused(vn, world, *ENABLE, "--replicas", value, expect="must be a whole number from 1 to 30", code=2)
+    assert "--replicas" in err
+    refused(vn, world, "aks", "virtual-node", "scale", *IDS, "--replicas", value, expect="from 1 to 30", code=2)
+
+
+def test_refuses_a_chart_version_the_cluster_does_not_support(vn: Any, world: Any) -> None:
+    err = refused(vn, world, "aks", "virtual-node", "enable", *IDS, "--mode", "v2", "--chart-version",
+                  "1.2912.25013001", expect="does not support Kubernetes 1.34")
+    assert "--chart-version 1.3409.26080501" in err
+
+
+def test_refuses_v2_while_the_addon_is_on_and_scale_on_addon_mode(vn: Any, sim: Any) -> None:
+    sim.sim.load(with_cg(vn2_world(addon={"subnet": "cg"})))
+    err = refused(vn, sim, *ENABLE, expect="The managed ACI connector add-on is enabled")
+    assert f"az aks virtual-node disable -g {RG} -n {NAME}" in err
+    err = refused(vn, sim, "aks", "virtual-node", "scale", *IDS, "--replicas", "2",
+                  expect="'scale' applies to Virtual Nodes v2 only")
+    assert "mode 'addon'" in err
+
+
+def test_refuses_v2_while_the_legacy_chart_runs_and_the_chart_while_v2_runs(vn: Any, world: Any) -> None:
+    legacy = str(Path(CHART).parent / "virtual-kubelet-azure-aci")
+    vn("aks", "virtual-node", "enable", *IDS, "--mode", "chart", "--chart", legacy, "--no-wait")
+    err = refused(vn, world, *ENABLE, expect="The legacy ACI connector chart is installed")
+    assert "Helm release 'virtual-node'" in err and f"az aks virtual-node disable -g {RG} -n {NAME}" in err
+
+
+def test_refuses_a_nat_gateway_that_does_not_exist(vn: Any, world: Any) -> None:
+    err = refused(vn, world, *ENABLE, "--nat-gateway", "nope", expect="NAT gateway 'nope' was not found")
+    assert "az network nat gateway create" in err
+
+
+def test_refuses_helm_2(vn: Any, world: Any, tmp_path: Path) -> None:
+    helm2 = tmp_path / "helm"
+    helm2.write_text('#!/bin/sh\necho "Client: v2.17.0+ga690bad"\n')
+    helm2.chmod(0o755)
+    refused(vn, world, *ENABLE, expect="is Helm v2.17.0", env={"HELM_CLIENT_PATH": str(helm2)})
+
+
+@pytest.mark.vn2("vn2-small-nodes")
+def test_small_nodes_are_refused_before_any_write_with_the_numbers(vn: Any, world: Any) -> None:
+    err = refused(vn, world, *ENABLE, "--replicas", "2", expect="2 Virtual Nodes v2 infra pod(s) need 2.8 CPU / 9G each")
+    assert "but only 0 fit" in err and "Standard_D4s_v5" in err and "checked 3 of 3" in err
