@@ -225,14 +225,16 @@ def _nodes(f: V2Facts, ids: str) -> list[Problem]:
 
 def _admission(f: V2Facts, ids: str) -> list[Problem]:
     adm, ns = f.admission, f.release.namespace
-    desired = adm["desired"] if adm else None
-    if desired == 0:
+    if f.release.admission_replicas == 0:       # the release asks for none (and then renders no webhook)
         return []
     why = []
     if adm is None:
         why.append(f"its Deployment {ns}/{v2.ADMISSION_NAME} does not exist")
+    elif adm["desired"] == 0:
+        why.append(f"its Deployment {ns}/{v2.ADMISSION_NAME} is scaled to 0 (the release asks for "
+                   f"{f.release.admission_replicas})")
     elif adm["ready"] < 1:
-        why.append(f"0 of {desired} admission controller pod(s) are ready")
+        why.append(f"0 of {adm['desired']} admission controller pod(s) are ready")
     if f.webhook is False:
         why.append(f"the MutatingWebhookConfiguration {v2.ADMISSION_NAME} is missing")
     if not why:

@@ -380,7 +380,7 @@ def plan_enable(ctx: Ctx, opts: Any, cluster: ClusterView) -> V2Plan:  # pylint:
 
 
 def enable(ctx: Ctx, opts: Any) -> dict[str, Any] | None:
-    from azext_virtualnode.workflow import heal_crash_loops, register_provider
+    from azext_virtualnode.workflow import register_provider
     ctx.deadline = Deadline(opts.timeout)
     deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
@@ -423,7 +423,7 @@ def enable(ctx: Ctx, opts: Any) -> dict[str, Any] | None:
                                max(ctx.deadline.remaining(), 1))
         ctx.done.append(f"installed Helm release '{p.release}'")
     if granted or p.needs_register or any(plan.body is not None for plan in p.subnets):
-        heal_crash_loops(ctx, p.namespace, vk.infra_selector(p.release))
+        heal(ctx, p.namespace, p.release)
     if opts.no_wait:
         progress(f"Started. Run 'az aks virtual-node wait {ctx.ids} --ready' to wait for the virtual nodes.")
         return None
@@ -511,11 +511,10 @@ def diagnose(ctx: Ctx, rel: V2Release, headline: str, missing: list[str]) -> CLI
 # -- status ------------------------------------------------------------------------------------------------
 def infra_pod(kube: Any, pod: Any) -> InfraPod:
     statuses = pod.status.container_statuses or []
-    crashing = next((s for s in statuses if s.state and s.state.waiting and
-                     s.state.waiting.reason == "CrashLoopBackOff"), None)
+    crashing = next((s for s in statuses if crash_looping(s)), None)
     waiting = next((s.state.waiting for s in statuses if s.state and s.state.waiting), None)
     cond = next((c for c in pod.status.conditions or [] if c.type == "PodScheduled"), None)
-    reason = (crashing.state.waiting.reason if crashing else None) or (waiting.reason if waiting else None) or \
+    reason = ("CrashLoopBackOff" if crashing else None) or (waiting.reason if waiting else None) or \
         (cond.reason if cond is not None and cond.status == "False" else None) or pod.status.reason
     message = cond.message if cond is not None and cond.status == "False" else None
     if crashing is not None:
@@ -527,6 +526,32 @@ def infra_pod(kube: Any, pod: Any) -> InfraPod:
                     f"{sum(1 for s in statuses if s.ready)}/{len(pod.spec.containers or [])}",
                     sum(s.restart_count or 0 for s in statuses), pod.spec.node_name, reason, message,
                     crashing.name if crashing else None)
+
+
+def crash_looping(container: Any) -> bool:
+    """In CrashLoopBackOff now, or between two of its restarts (started again, not ready, failed before)."""
+    if container.state and container.state.waiting and container.state.waiting.reason == "CrashLoopBackOff":
+        return True
+    last = container.last_state.terminated if container.last_state else None
+    return (container.restart_count or 0) >= 2 and not container.ready and last is not None and \
+        (last.exit_code or 0) != 0
+
+
+def heal(ctx: Ctx, namespace: str, release: str) -> list[str]:
+    """Delete the crash-looping infra pods so the StatefulSet recreates them now: the cause this run fixed (a
+    role, a subnet) need not wait out the kubelet's back-off (up to 5 minutes)."""
+    healed = []
+    try:
+        with ctx.kube() as kube:
+            for pod in vk.infra_pods(kube, namespace, release):
+                if any(crash_looping(c) for c in pod.status.container_statuses or []):
+                    progress(f"Restarting infra pod {pod.metadata.name} (crash-looping) so it starts again now "
+                             "instead of after its back-off...")
+                    if kube.delete_pod(namespace, pod.metadata.name):
+                        healed.append(pod.metadata.name)
+    except ClusterUnreachable as exc:
+        progress(f"Warning: could not check the infra pods for a crash loop ({exc}); continuing.")
+    return healed
 
 
 def azure_error(log: str) -> str | None:

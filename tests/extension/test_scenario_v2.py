@@ -82,8 +82,9 @@ def ours(sim: Any, principal: str) -> list[tuple[str, str]]:
 
 
 def helm_revisions(sim: Any) -> list[str]:
+    """The deployed revision of each release (Helm's records; superseded ones are kept as history)."""
     return sorted(s["metadata"]["labels"]["version"] for s in locked(sim, lambda: store(sim).list(
-        "secrets", None, "owner=helm")))
+        "secrets", None, "owner=helm,status=deployed")))
 
 
 def codes(st: dict[str, Any]) -> list[str]:
@@ -237,3 +238,142 @@ def test_refuses_helm_2(vn: Any, world: Any, tmp_path: Path) -> None:
 def test_small_nodes_are_refused_before_any_write_with_the_numbers(vn: Any, world: Any) -> None:
     err = refused(vn, world, *ENABLE, "--replicas", "2", expect="2 Virtual Nodes v2 infra pod(s) need 2.8 CPU / 9G each")
     assert "but only 0 fit" in err and "Standard_D4s_v5" in err and "checked 3 of 3" in err
+
+
+# -- 3: diagnosis -------------------------------------------------------------------------------------------
+def status(vn: Any) -> dict[str, Any]:
+    return vn("aks", "virtual-node", "status", *IDS).json()
+
+
+def problem(st: dict[str, Any], code: str) -> dict[str, Any]:
+    return next(p for p in st["problems"] if p["code"] == code)
+
+
+def test_diagnosis_crash_loop_webhook_down_and_ghost_nodes(vn: Any, world: Any, tools: Tools) -> None:
+    sim = world
+    vn(*ENABLE, "--replicas", "2")
+    principal = kubelet(sim)["objectId"]
+
+    # the ACI role removed afterwards: a restarted infra pod crash-loops with the Azure error
+    vn("role", "assignment", "delete", "--assignee", principal, "--role", "Azure Container Instances Contributor Role",
+       "--scope", NODE_RG_ID)
+    tools.kubectl("delete", "pod", "virtualnode-1", "-n", "vn2", "--wait=false")
+
+    def crash_looping() -> Any:
+        st = status(vn)
+        return st if "InfraCrashLoop" in codes(st) else None
+    st = wait_for(crash_looping, timeout=60, interval=0.5)
+    crash = problem(st, "InfraCrashLoop")
+    assert "virtualnode-1" in crash["message"] and "proxycri" in crash["message"]
+    assert "AuthorizationFailed" in crash["message"] and "Microsoft.ContainerInstance/containerGroups/write" in \
+        crash["message"]
+    assert "--mode v2" in crash["hint"] and "kubectl logs -n vn2 virtualnode-1" in crash["hint"]
+    assert "RoleMissing" in codes(st) and st["healthy"] is False
+    # a re-run grants the role again and restarts the crash-looping pod at once
+    healed = vn(*ENABLE)
+    assert healed.json()["healthy"] is True and "Restarting infra pod virtualnode-1" in healed.stderr
+
+    # the admission controller down
+    tools.kubectl("scale", "deployment", "virtual-node-admission-controller", "-n", "vn2", "--replicas", "0")
+    st = wait_for(lambda: (s := status(vn)) and "WebhookUnavailable" in codes(s) and s, timeout=30, interval=0.5)
+    assert "0 of 0 admission controller pod(s) are ready" not in problem(st, "WebhookUnavailable")["message"]
+    assert "kubectl scale deployment virtual-node-admission-controller -n vn2" in problem(st, "WebhookUnavailable")[
+        "hint"]
+    tools.kubectl("scale", "deployment", "virtual-node-admission-controller", "-n", "vn2", "--replicas", "1")
+
+    # a ghost node left by a raw helm scale-down: still Ready, no pod behind it
+    tools.helm("upgrade", "virtualnode", CHART, "--reuse-values", "--set", "replicaCount=1")
+    wait_for(lambda: locked(sim, lambda: store(sim).get("pods", "vn2", "virtualnode-1")) is None, timeout=30)
+    st = wait_for(lambda: (s := status(vn)) and "GhostNodes" in codes(s) and s, timeout=30, interval=0.5)
+    ghost = problem(st, "GhostNodes")
+    assert st["ghostNodes"] == ["virtualnode-1"] and "virtualnode-1" in ghost["message"]
+    assert "kubectl delete node virtualnode-1" in ghost["hint"] and st["healthy"] is False
+    assert [n["name"] for n in st["nodes"]] == ["virtualnode-0"]
+
+
+# -- 2: scale ---------------------------------------------------------------------------------------------------
+WEB = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
+       "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                    "nodeSelector": {"virtualization": "virtualnode2", "kubernetes.io/os": "linux"},
+                    "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
+                    "containers": [{"name": "web", "image": "nginx"}]}}}}
+
+
+def web_pods(sim: Any) -> list[dict[str, Any]]:
+    return [p for p in locked(sim, lambda: store(sim).list("pods", "default", "app=web"))
+            if not p["metadata"].get("deletionTimestamp")]
+
+
+def vn2_node_names(sim: Any) -> list[str]:
+    return sorted(n["metadata"]["name"] for n in locked(sim, lambda: store(sim).list(
+        "nodes", None, "virtualization=virtualnode2")))
+
+
+def test_scale_up_and_down_moves_pods_and_leaves_no_ghost(vn: Any, world: Any, tools: Tools) -> None:
+    sim = world
+    vn(*ENABLE)
+    up = vn("aks", "virtual-node", "scale", *IDS, "--replicas", "3", "--timeout", "90").json()
+    assert up["from"] == 1 and up["to"] == 3 and up["status"]["healthy"] is True
+    assert vn2_node_names(sim) == ["virtualnode-0", "virtualnode-1", "virtualnode-2"]
+    assert json.loads(tools.helm("get", "values", "virtualnode", "-o", "json").stdout)["replicaCount"] == 3
+    sim.reset_logs()
+    same = vn("aks", "virtual-node", "scale", *IDS, "--replicas", "3")
+    assert "nothing to change" in same.stderr and sim.writes() == [] and helm_revisions(sim) == ["2"]
+
+    # a workload pod on virtualnode-2 (the others cordoned while it is placed)
+    tools.kubectl("cordon", "virtualnode-0", "virtualnode-1")
+    tools.kubectl("apply", "-f", "-", stdin=json.dumps(WEB))
+    pod = wait_for(lambda: (p := web_pods(sim)) and p[0]["spec"].get("nodeName") and p[0], timeout=30)
+    assert pod["spec"]["nodeName"] == "virtualnode-2"
+    tools.kubectl("uncordon", "virtualnode-0", "virtualnode-1")
+
+    busy = vn("aks", "virtual-node", "scale", *IDS, "--replicas", "1", "--yes", check=False)
+    assert busy.returncode == 1 and f"default/{pod['metadata']['name']} on virtualnode-2" in busy.stderr
+    assert "--force" in busy.stderr and vn2_node_names(sim) == ["virtualnode-0", "virtualnode-1", "virtualnode-2"]
+    assert helm_revisions(sim) == ["2"]
+
+    down = vn("aks", "virtual-node", "scale", *IDS, "--replicas", "1", "--force", "--yes", "--timeout", "90").json()
+    assert down["evicted"] == [f"default/{pod['metadata']['name']}"]
+    assert down["cordoned"] == ["virtualnode-1", "virtualnode-2"]
+    assert down["nodesDeleted"] == ["virtualnode-1", "virtualnode-2"]
+    assert vn2_node_names(sim) == ["virtualnode-0"]
+    st = down["status"]
+    assert st["healthy"] is True and st["ghostNodes"] == [] and [n["name"] for n in st["nodes"]] == ["virtualnode-0"]
+    moved = wait_for(lambda: (p := web_pods(sim)) and p[0]["spec"].get("nodeName") and p[0], timeout=30)
+    assert moved["spec"]["nodeName"] == "virtualnode-0" and moved["metadata"]["name"] != pod["metadata"]["name"]
+
+
+# -- 5: disable ---------------------------------------------------------------------------------------------
+def test_disable_removes_release_nodes_roles_and_subnet_then_nothing_to_do(vn: Any, world: Any) -> None:
+    sim = world
+    vn(*ENABLE, "--replicas", "2")
+    principal = kubelet(sim)["objectId"]
+    # an administrator's own grant is left alone
+    vn("role", "assignment", "create", "--assignee-object-id", principal, "--assignee-principal-type",
+       "ServicePrincipal", "--role", "Reader", "--scope", NODE_RG_ID)
+    out = vn("aks", "virtual-node", "disable", *IDS, "--delete-subnet", "--yes", "--timeout", "90").json()
+    assert out["mode"] == "v2" and out["chartUninstalled"] and out["subnetDeleted"]
+    assert out["nodesRemoved"] == ["virtualnode-0", "virtualnode-1"] and len(out["roleAssignmentsRemoved"]) == 2
+    assert ours(sim, principal) == [] and vn2_node_names(sim) == []
+    assert [a for a in assignments(sim) if a["principalId"] == principal]      # the Reader grant stays
+    assert helm_revisions(sim) == [] and locked(sim, lambda: store(sim).get("namespaces", None, "vn2")) is None
+    assert locked(sim, lambda: sim.world.arm.get(CG_ID)) is None
+    assert status(vn)["mode"] == "none"
+    sim.reset_logs()
+    second = vn("aks", "virtual-node", "disable", *IDS, "--yes")
+    assert "nothing to do" in second.stderr and sim.writes() == []
+
+
+def test_no_wait_then_wait_ready_and_busy_disable(vn: Any, world: Any, tools: Tools) -> None:
+    started = vn(*ENABLE, "--replicas", "2", "--no-wait")
+    assert started.stdout.strip() == ""
+    vn("aks", "virtual-node", "wait", *IDS, "--ready", "--timeout", "60")
+    assert status(vn)["healthy"] is True
+    tools.kubectl("apply", "-f", "-", stdin=json.dumps(WEB))
+    wait_for(lambda: (p := web_pods(world)) and p[0]["spec"].get("nodeName"), timeout=30)
+    world.reset_logs()
+    busy = vn("aks", "virtual-node", "disable", *IDS, "--yes", check=False)
+    assert busy.returncode == 1 and "default/web-" in busy.stderr and world.writes() == []
+    out = vn("aks", "virtual-node", "disable", *IDS, "--yes", "--force", "--timeout", "90").json()
+    assert out["chartUninstalled"] and vn2_node_names(world) == []
