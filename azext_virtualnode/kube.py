@@ -206,6 +206,14 @@ class Kube:
         pods = self._get("/api/v1/pods", fieldSelector=f"spec.nodeName={node_name}")
         return list(pods.items or []) if pods else []
 
+    def pod(self, namespace: str, name: str) -> Any | None:
+        return self._get(f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}")
+
+    def list_raw(self, url_path: str, **query: Any) -> list[dict[str, Any]]:
+        """The items of a list call as plain JSON dicts (for the pure rules that read whole objects)."""
+        found = self._get(url_path, **query)
+        return [item.raw for item in (found.items or [])] if found else []
+
     def namespace(self, name: str) -> Any | None:
         return self._get(f"/api/v1/namespaces/{quote(name)}")
 
