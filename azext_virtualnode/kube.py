@@ -29,6 +29,24 @@ class ClusterUnreachable(Exception):
     """The API server could not be reached or refused the credentials."""
 
 
+class ClusterAccessDenied(ClusterUnreachable):
+    """401 (credentials rejected) or 403 (the verb on the resource is denied); ``message`` is the API server's."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the API server refused the {'credentials' if status == 401 else 'request'} "
+                         f"({status}): {message}")
+        self.status, self.server_message = status, message
+
+    @classmethod
+    def of(cls, exc: Any) -> "ClusterAccessDenied":
+        import json
+        try:
+            message = json.loads(exc.body or "{}").get("message") or exc.reason
+        except (TypeError, ValueError, AttributeError):
+            message = exc.reason
+        return cls(exc.status, str(message or ""))
+
+
 def fetch_kubeconfig(mc_client: Any, resource_group: str, name: str) -> dict[str, Any]:
     import yaml
     creds = mc_client.list_cluster_user_credentials(resource_group, name)
@@ -47,10 +65,11 @@ def session(kubeconfig: dict[str, Any]) -> Iterator["Kube"]:
     if cluster is None:  # (a bare next() here would surface as "RuntimeError: generator raised StopIteration")
         raise ClusterUnreachable(f"the cluster credentials name no cluster '{ctx['cluster']}'")
     user = next((u["user"] for u in kubeconfig.get("users", []) if u["name"] == ctx.get("user")), {})
-    if "exec" in user:
+    if "exec" in user or "auth-provider" in user:   # Entra ID logins are resolved to tokens (credentials.py)
         raise ValidationError(
-            "The cluster uses Microsoft Entra ID (kubelogin) credentials, which this command cannot use yet. "
-            "Run it as a user with local accounts enabled, or verify the node with kubectl.")
+            "The cluster credentials use an exec or auth-provider plugin this command cannot run "
+            f"('{(user.get('exec') or {}).get('command') or (user.get('auth-provider') or {}).get('name')}'). "
+            "Only Microsoft Entra ID (kubelogin), token and client-certificate credentials are supported.")
     config = client.Configuration()
     config.host = cluster["server"]
     if cluster.get("certificate-authority-data"):
@@ -150,7 +169,7 @@ class Kube:
             if exc.status == 404:
                 return None
             if exc.status in (401, 403):
-                raise ClusterUnreachable(f"the API server refused the credentials ({exc.status} {exc.reason})") from exc
+                raise ClusterAccessDenied.of(exc) from exc
             raise ClusterUnreachable(f"the API server answered {exc.status} {exc.reason}") from exc
         except (HTTPError, OSError) as exc:
             raise ClusterUnreachable(f"cannot reach the API server: {exc}") from exc
@@ -235,6 +254,8 @@ class Kube:
             except ApiException as exc:
                 if exc.status == 410:
                     continue
+                if exc.status in (401, 403):
+                    raise ClusterAccessDenied.of(exc) from exc
                 raise ClusterUnreachable(f"watching {kind} {name} failed: {exc}") from exc
             except Exception as exc:  # pylint: disable=broad-except
                 raise ClusterUnreachable(f"watching {kind} {name} failed: {exc}") from exc

@@ -25,13 +25,15 @@ from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CHART_NAME
                                        CHART_RELEASE, CONNECTOR_LABEL_SELECTOR, CONNECTOR_NAMESPACE,
                                        DEFAULT_SUBNET_NAME, DEFAULT_TIMEOUT, HELM_RELEASE_NAMESPACE,
                                        NETWORK_CONTRIBUTOR)
+from azext_virtualnode.access import CHART_WRITES, READS, caller_name, denial_of
+from azext_virtualnode.access import preflight as cluster_access_preflight
 from azext_virtualnode.addon import ClusterView, require_azure_cni, set_addon, wait_until_idle
 from azext_virtualnode.chart import ChartSettings, Helm, Release, chart_values, find_releases, resolve_chart
 from azext_virtualnode.context import Ctx, Timeout, node_resource_group_id, progress
 from azext_virtualnode.health import Facts, Sources, build_status, evaluate, gather
 from azext_virtualnode.identity import (GROUPS_NEED, SUBNET_NEED, chart_identity, connector_identity, ensure_role,
                                         identity_by_client_id, role_state)
-from azext_virtualnode.kube import ClusterUnreachable
+from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable
 from azext_virtualnode.network import (SubnetFacts, check_cidr_fits, check_existing_subnet, first_free_block,
                                        parse_cidr, subnet_body, subnet_prefixes)
 from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE, MissingRight, action_allowed,
@@ -105,11 +107,17 @@ def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: 
 
 def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
     cluster = cluster or ctx.cluster()
+    denied = None
     try:
         conn, kube_error = detect(ctx, cluster), None
     except ClusterUnreachable as exc:
         conn, kube_error = None, str(exc)
+        denied = exc if isinstance(exc, ClusterAccessDenied) else None
     facts = collect(ctx, cluster, conn, kube_error)
+    if denied is not None:
+        facts.access_denied.append(denial_of(denied))
+    if facts.access_denied:
+        facts.caller = caller_name(ctx)
     return build_status(facts, evaluate(facts))
 
 
@@ -201,6 +209,7 @@ def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
     require_azure_cni(cluster)
+    cluster_access_preflight(ctx, cluster, READS + (CHART_WRITES if opts.mode == "chart" else ()), "enable")
     mode = (ChartEnable if opts.mode == "chart" else AddonEnable)(ctx, opts, deadline)
     current_subnet = mode.preflight(cluster)
     plan = plan_subnet(ctx, cluster, opts.subnet_name or current_subnet or DEFAULT_SUBNET_NAME, opts.subnet_cidr)
@@ -481,8 +490,11 @@ def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
     deadline = time.monotonic() + timeout
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
+    cluster_access_preflight(ctx, cluster, READS, "disable")
     plan = plan_disable(ctx, cluster, delete_subnet, force, subnet_name)
     conn = plan.conn
+    if conn is not None and conn.mode == "chart":
+        cluster_access_preflight(ctx, cluster, READS + CHART_WRITES, "disable")
     result = {"cluster": cluster.id, "mode": conn.mode if conn else "none", "addonDisabled": False,
               "chartUninstalled": False, "nodeRemoved": None, "roleAssignmentsRemoved": [], "subnetDeleted": False}
     if conn is None and not plan.marked and plan.subnet is None:

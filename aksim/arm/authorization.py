@@ -119,7 +119,8 @@ BUILTIN_ROLES: tuple[Role, ...] = (
          "Lets you manage all resources under cluster/namespace, except update or delete resource quotas and "
          "namespaces.", _AKS_RBAC_ACTIONS + (f"{_MCS}/listClusterUserCredential/action",),
          data_actions=(f"{_MCS}/*",),
-         not_data_actions=tuple(f"{_MCS}/{r}/{v}" for r in ("resourcequotas", "namespaces") for v in ("write", "delete"))),
+         not_data_actions=tuple(f"{_MCS}/{r}/{v}" for r in ("resourcequotas", "namespaces")
+                                for v in ("write", "delete"))),
     Role("b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b", "Azure Kubernetes Service RBAC Cluster Admin",
          "Lets you manage all resources in the cluster.",
          _AKS_RBAC_ACTIONS + (f"{_MCS}/listClusterUserCredential/action",), data_actions=(f"{_MCS}/*",)),

@@ -7,7 +7,7 @@ bearer token, as the caller is fixed per scenario, while an Entra ID cluster's A
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aksim.arm import entra
 from aksim.arm.common import ok_list, require_api_version

@@ -130,7 +130,8 @@ def forbidden_message(user: str, a: Attributes, reason: str) -> str:
     qualified = f"{a.resource}.{a.group}" if a.group else a.resource
     subject = f'{qualified} "{a.name}"' if a.name else qualified
     res = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
-    where = f'in the namespace "{a.namespace}"' if a.namespace and a.resource != "namespaces" else "at the cluster scope"
+    namespaced = a.namespace and a.resource != "namespaces"
+    where = f'in the namespace "{a.namespace}"' if namespaced else "at the cluster scope"
     message = f'{subject} is forbidden: User "{user}" cannot {a.verb} resource "{res}" in API group "{a.group}" {where}'
     return f"{message}: {reason}" if reason else message
 
