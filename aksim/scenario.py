@@ -29,6 +29,7 @@ class Timings:
     aci_create: float = 0.5          # pod bound to the virtual node -> container group running
     pod_start: float = 0.2           # pod bound to a regular node -> Running
     controller: float = 0.05         # Deployment/ReplicaSet reconcile delay
+    token_lifetime: float = 3600.0   # Entra ID access tokens the simulator issues (real: 60-90 min)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Timings":

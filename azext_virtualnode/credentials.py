@@ -7,8 +7,8 @@ is that server id. kubelogin's ``azurecli`` mode gets it from az; this extension
 credential directly (``Profile.get_raw_token`` for scope ``<server-id>/.default`` — user, service principal and
 managed identity logins alike, in the account of the command's subscription) and hands the API server that token
 as a bearer token. The token lives in memory only; it is fetched again when less than ``REFRESH_MARGIN`` seconds
-of its lifetime are left (the kubernetes client calls the refresh hook before every request), so a long wait
-never outlives it. Helm gets a kubeconfig with the token as a static ``token`` in its private 0600 file.
+(or a quarter of its lifetime, for short-lived tokens) are left — the kubernetes client calls the refresh hook
+before every request — so a long wait never outlives it. Helm gets a kubeconfig with the token as a static ``token`` in its private 0600 file.
 """
 from __future__ import annotations
 
@@ -94,6 +94,7 @@ class EntraToken:
         self.cli_ctx, self.login, self.subscription = cli_ctx, login, subscription
         self._token: str | None = None
         self._expires_on = 0.0
+        self._margin = float(REFRESH_MARGIN)
         self._lock = threading.Lock()
 
     @property
@@ -102,8 +103,10 @@ class EntraToken:
 
     def get(self) -> str:
         with self._lock:
-            if self._token is None or self._expires_on - time.time() < REFRESH_MARGIN:
+            if self._token is None or self._expires_on - time.time() < self._margin:
+                fetched = time.time()
                 self._token, self._expires_on = self._fetch()
+                self._margin = min(float(REFRESH_MARGIN), (self._expires_on - fetched) / 4)
             return self._token
 
     def _fetch(self) -> tuple[str, float]:

@@ -75,7 +75,7 @@ def make_token(tenant: str, oid: str, resource: str, app_id: str | None = None,
     now = int(time.time())
     claims = {"aud": resource, "iss": f"https://sts.windows.net/{tenant}/", "iat": now, "nbf": now,
               "exp": now + lifetime, "oid": oid, "sub": oid, "tid": tenant, "appid": app_id or oid,
-              "idtyp": "app", "ver": "1.0"}
+              "idtyp": "app", "ver": "1.0", "uti": secrets.token_urlsafe(16)}
     return sign(claims), now + lifetime
 
 
@@ -132,9 +132,11 @@ def register(sim: "Simulator") -> None:
             resource = scope_to_resource(scope)
             if not resource:
                 return _aad_error(400, "invalid_scope", 1002012, "The provided value for scope is not valid.")
-            access, _ = make_token(world.scenario.tenant_id, principal.object_id, resource, principal.client_id)
-        return Response(200, {"token_type": "Bearer", "expires_in": TOKEN_LIFETIME,
-                              "ext_expires_in": TOKEN_LIFETIME, "access_token": access})
+            lifetime = int(sim.timings.token_lifetime)
+            access, _ = make_token(world.scenario.tenant_id, principal.object_id, resource, principal.client_id,
+                                   lifetime)
+        return Response(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
+                              "access_token": access})
 
     sim.arm_router.add("GET", "/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration)
     sim.arm_router.add("POST", "/{tenant}/oauth2/v2.0/token", token)

@@ -57,7 +57,7 @@ def register(sim: "Simulator") -> None:
             return Response(400, {"statusCode": 400, "message": "resource is required."})
         world = sim.world
         access, expires = make_token(world.scenario.tenant_id, world.caller.object_id, resource,
-                                     app_id=world.caller.client_id)
+                                     int(sim.timings.token_lifetime), app_id=world.caller.client_id)
         return Response(200, {"access_token": access, "expires_on": str(expires), "resource": resource,
                               "token_type": "Bearer", "client_id": world.caller.client_id})
 

@@ -220,3 +220,14 @@ def test_managed_identity_login_works(vn, sim):
     assert st["healthy"] is True, st["problems"]
     assert not any(e["path"].endswith("/oauth2/v2.0/token") for e in sim.requests())   # the MSI endpoint issued it
     assert ISSUED_AKS_TOKENS and {e["status"] for e in sim.requests("kube")} <= {200, 201}
+
+
+@pytest.mark.scenario("entra")
+def test_token_is_refreshed_when_a_wait_outlives_it(vn, sim):
+    # tokens live 4 s; the connector takes 7 s to start, so enable's node wait outlives the first token
+    sim.admin("POST", "/_admin/timings", {"token_lifetime": 4, "connector_start": 7})
+    ISSUED_AKS_TOKENS.clear()
+    st = vn("aks", "virtual-node", "enable", *IDS, "--timeout", "120").json()
+    assert st["healthy"] is True, st["problems"]
+    assert len(set(ISSUED_AKS_TOKENS)) >= 2      # the first expired during the node wait; a fresh one was used
+    assert 401 not in kube_statuses(sim)
