@@ -217,7 +217,14 @@ def authenticator(world: "World", cluster: "Cluster") -> Callable[[Request], Non
 def register(router: Router, world: "World", cluster: "Cluster") -> None:
     """Serve SelfSubjectAccessReview (ahead of the generic routes, which would 404 the group)."""
     def review(req: Request) -> Response:
-        body = req.json() or {}
+        from aksim.kube import protobuf
+        if "protobuf" in (req.headers.get("content-type") or ""):
+            try:
+                body = protobuf.decode_object(req.body)
+            except protobuf.ProtobufError as err:
+                raise HttpError(415, "UnsupportedMediaType", str(err)) from err
+        else:
+            body = req.json() or {}
         spec = body.get("spec") or {}
         ra = spec.get("resourceAttributes")
         if ra is None:
