@@ -8,7 +8,8 @@ credential directly (``Profile.get_raw_token`` for scope ``<server-id>/.default`
 managed identity logins alike, in the account of the command's subscription) and hands the API server that token
 as a bearer token. The token lives in memory only; it is fetched again when less than ``REFRESH_MARGIN`` seconds
 (or a quarter of its lifetime, for short-lived tokens) are left — the kubernetes client calls the refresh hook
-before every request — so a long wait never outlives it. Helm gets a kubeconfig with the token as a static ``token`` in its private 0600 file.
+before every request — so a long wait never outlives it. Helm gets a kubeconfig with the token as a static
+``token`` in its private 0600 file.
 """
 from __future__ import annotations
 
