@@ -651,6 +651,7 @@ def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> N
     deadline = time.monotonic() + timeout
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               interval=interval, on_wait=None)
+    cluster_access_preflight(ctx, cluster, READS, "wait")
     try:
         conn = detect(ctx, cluster)
     except ClusterUnreachable as exc:

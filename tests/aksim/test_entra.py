@@ -64,8 +64,8 @@ def aks_token(oid: str = CALLER, **overrides: Any) -> str:
 
 
 @pytest.mark.scenario("entra")
-def test_get_credentials_returns_the_kubelogin_exec_kubeconfig_and_kubectl_needs_kubelogin(az, sim, tmp_path,
-                                                                                              kubectl_bin):
+def test_get_credentials_returns_the_kubelogin_exec_kubeconfig_and_kubectl_needs_kubelogin(
+        az, sim, tmp_path, kubectl_bin):
     path = tmp_path / "kubeconfig"
     az("aks", "get-credentials", *IDS, "--file", str(path))
     config = yaml.safe_load(path.read_text())
