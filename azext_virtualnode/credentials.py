@@ -114,7 +114,12 @@ class EntraToken:
         from azure.cli.core._profile import Profile
         try:
             profile = Profile(cli_ctx=self.cli_ctx)
-            (_, token, entry), _, _ = profile.get_raw_token(scopes=[self.scope], subscription=self.subscription)
+            account_tenant = profile.get_subscription(self.subscription).get("tenantId")
+            if self.login.tenant_id and account_tenant and self.login.tenant_id.lower() != account_tenant.lower():
+                # the cluster trusts another tenant than the subscription's account (user/SP logins only)
+                (_, token, entry), _, _ = profile.get_raw_token(scopes=[self.scope], tenant=self.login.tenant_id)
+            else:
+                (_, token, entry), _, _ = profile.get_raw_token(scopes=[self.scope], subscription=self.subscription)
         except Exception as exc:  # pylint: disable=broad-except
             raise CredentialError(
                 f"could not get a Microsoft Entra ID token for the cluster's API server (scope {self.scope}) from "
