@@ -140,6 +140,10 @@ class ManagedClusters(ProviderApi):
         def handler(req: Request) -> Response:
             require_api_version(req)
             with self.sim.lock:
+                from aksim.arm import authorization
+                action = "listClusterAdminCredential" if admin else "listClusterUserCredential"
+                authorization.authorize(self.world, f"Microsoft.ContainerService/managedClusters/{action}/action",
+                                        self._id(req))
                 mc = self._require(req)
                 if admin and mc["properties"].get("disableLocalAccounts"):
                     raise HttpError(400, "BadRequest", "Getting static credential is not allowed because this "

@@ -247,3 +247,17 @@ def test_token_endpoint_errors_are_aadsts(sim):
     status, body = post(TENANT, grant_type="client_credentials", client_id=caller["clientId"], client_secret="bad",
                         scope=f"{AKS_SERVER_APP}/.default")
     assert status == 401 and body["error"] == "invalid_client"
+
+
+@pytest.mark.scenario({**read_raw("entra"), "caller": {**read_raw("entra")["caller"], "roles": [
+    {"role": "Reader", "scope": "/subscriptions/{subscription}"},
+    {"role": "Azure Kubernetes Service RBAC Reader", "scope": CLUSTER_SCOPE}]}})
+def test_listing_the_user_credential_needs_its_action(az, sim, tmp_path):
+    res = az("aks", "get-credentials", *IDS, "--file", str(tmp_path / "kc"), check=False)
+    assert res.returncode == 1 and "AuthorizationFailed" in res.stderr
+    assert "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action" in res.stderr
+    from aksim.arm import authorization
+    with sim.lock:
+        authorization.assign(sim.world, CLUSTER_SCOPE.replace("{subscription}", sim.scenario.subscription_id),
+                             "Azure Kubernetes Service Cluster User Role", CALLER)
+    az("aks", "get-credentials", *IDS, "--file", str(tmp_path / "kc"))
