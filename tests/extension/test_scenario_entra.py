@@ -231,3 +231,14 @@ def test_token_is_refreshed_when_a_wait_outlives_it(vn, sim):
     assert st["healthy"] is True, st["problems"]
     assert len(set(ISSUED_AKS_TOKENS)) >= 2      # the first expired during the node wait; a fresh one was used
     assert 401 not in kube_statuses(sim)
+
+
+@pytest.mark.scenario({**entra_with(addon=True), "faults": [
+    {"endpoint": "kube", "method": "*", "path": "^/api", "status": 401, "code": "Unauthorized",
+     "message": "Unauthorized", "times": -1}]})
+def test_rejected_token_is_cluster_access_denied_with_the_azure_part(vn, sim):
+    st = vn("aks", "virtual-node", "status", *IDS).json()
+    assert st["mode"] == "addon" and st["subnet"]["exists"] and st["roleAssignment"]["present"]
+    denied = [p for p in st["problems"] if p["code"] == "ClusterAccessDenied"]
+    assert len(denied) == 1 and "401 Unauthorized" in denied[0]["message"] and CALLER in denied[0]["message"]
+    assert "ClusterUnreachable" not in {p["code"] for p in st["problems"]}
