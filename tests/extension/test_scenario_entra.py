@@ -242,3 +242,32 @@ def test_rejected_token_is_cluster_access_denied_with_the_azure_part(vn, sim):
     denied = [p for p in st["problems"] if p["code"] == "ClusterAccessDenied"]
     assert len(denied) == 1 and "401 Unauthorized" in denied[0]["message"] and CALLER in denied[0]["message"]
     assert "ClusterUnreachable" not in {p["code"] for p in st["problems"]}
+
+
+def kubernetes_rbac() -> dict:
+    raw = read_raw("entra")
+    raw["clusters"] = [{**raw["clusters"][0], "aad_profile": {"managed": True, "enableAzureRBAC": False}}]
+    return raw
+
+
+@pytest.mark.scenario(kubernetes_rbac())
+def test_kubernetes_rbac_cluster_is_checked_with_self_subject_access_reviews(vn, sim):
+    sim.reset_logs()
+    res = vn("aks", "virtual-node", "enable", *IDS, check=False)
+    assert res.returncode == 1 and "lack rights on the Kubernetes API" in res.stderr
+    assert f"kubectl create clusterrolebinding virtual-node-admin --clusterrole cluster-admin --user {CALLER}" \
+        in res.stderr
+    assert sim.writes() == [] and sim.writes("kube") == []
+    assert any(e["path"] == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" for e in sim.requests("kube"))
+
+    # a cluster admin binds the caller's object ID: now enable goes through
+    store = sim.cluster().store
+    store.create("clusterroles.rbac.authorization.k8s.io", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "cluster-admin"},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]})
+    store.create("clusterrolebindings.rbac.authorization.k8s.io", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "virtual-node-admin"}, "subjects": [{"kind": "User", "name": CALLER}],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}})
+    st = vn("aks", "virtual-node", "enable", *IDS, "--timeout", "120").json()
+    assert st["healthy"] is True, st["problems"]
