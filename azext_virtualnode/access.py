@@ -13,7 +13,8 @@ on the cluster (or a namespace of it). The four built-in roles:
   cluster-wide RBAC objects).
 
 ``preflight`` checks these rights before a command's first write: Azure RBAC through ARM's ``permissions`` API
-at the cluster scope (dataActions), Kubernetes RBAC (Entra ID without Azure RBAC) through
+at the cluster scope (dataActions; what it finds missing is confirmed with a ``SelfSubjectAccessReview``, which
+also counts admin-group membership), Kubernetes RBAC (Entra ID without Azure RBAC) through
 ``SelfSubjectAccessReview``. Denials met while reading (401/403) become the ``ClusterAccessDenied`` problem.
 """
 from __future__ import annotations
@@ -193,13 +194,21 @@ def ssar_denied(kube: Any, needs: Iterable[Need]) -> list[Need]:
 
 def preflight(ctx: Any, cluster: Any, needs: tuple[Need, ...], command: str) -> None:
     """Raise (before any write) when the caller lacks ``needs`` on the cluster's Kubernetes API."""
+    from azext_virtualnode.kube import ClusterUnreachable
     mode = authorization_mode(cluster.model)
     if mode == "local":
         return
     if mode == "azure":
         missing = missing_data_actions(ctx.roles.permissions(cluster.id), needs)
+        if missing:
+            # Members of the cluster's admin groups (and Kubernetes RBAC bindings) may still be allowed: the
+            # API server's own answer, which passes every authorizer, decides.
+            try:
+                with ctx.kube() as kube:
+                    missing = ssar_denied(kube, missing)
+            except ClusterUnreachable:
+                pass
     else:
-        from azext_virtualnode.kube import ClusterUnreachable
         try:
             with ctx.kube() as kube:
                 missing = ssar_denied(kube, needs)

@@ -71,12 +71,19 @@ def verify(token: str) -> dict[str, Any] | None:
 
 
 def make_token(tenant: str, oid: str, resource: str, app_id: str | None = None,
-               lifetime: int = TOKEN_LIFETIME) -> tuple[str, int]:
+               lifetime: int = TOKEN_LIFETIME, groups: list[str] | None = None) -> tuple[str, int]:
     now = int(time.time())
-    claims = {"aud": resource, "iss": f"https://sts.windows.net/{tenant}/", "iat": now, "nbf": now,
-              "exp": now + lifetime, "oid": oid, "sub": oid, "tid": tenant, "appid": app_id or oid,
-              "idtyp": "app", "ver": "1.0", "uti": secrets.token_urlsafe(16)}
+    claims: dict[str, Any] = {"aud": resource, "iss": f"https://sts.windows.net/{tenant}/", "iat": now, "nbf": now,
+                              "exp": now + lifetime, "oid": oid, "sub": oid, "tid": tenant, "appid": app_id or oid,
+                              "idtyp": "app", "ver": "1.0", "uti": secrets.token_urlsafe(16)}
+    if groups:
+        claims["groups"] = list(groups)
     return sign(claims), now + lifetime
+
+
+def caller_groups(world: Any, object_id: str) -> list[str] | None:
+    """The ``groups`` claim: the scenario caller's ``groups`` (group object IDs), for the caller only."""
+    return world.scenario.caller.get("groups") if object_id == world.caller.object_id else None
 
 
 def scope_to_resource(scope: str) -> str:
@@ -134,7 +141,7 @@ def register(sim: "Simulator") -> None:
                 return _aad_error(400, "invalid_scope", 1002012, "The provided value for scope is not valid.")
             lifetime = int(sim.timings.token_lifetime)
             access, _ = make_token(world.scenario.tenant_id, principal.object_id, resource, principal.client_id,
-                                   lifetime)
+                                   lifetime, caller_groups(world, principal.object_id))
         return Response(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                               "access_token": access})
 

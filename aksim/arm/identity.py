@@ -23,8 +23,8 @@ IDENTITY_HEADER = "aksim-identity-header"
 
 
 def make_token(tenant: str, oid: str, resource: str, lifetime: int = 3600,
-               app_id: str | None = None) -> tuple[str, int]:
-    return entra.make_token(tenant, oid, resource, app_id, lifetime)
+               app_id: str | None = None, groups: list[str] | None = None) -> tuple[str, int]:
+    return entra.make_token(tenant, oid, resource, app_id, lifetime, groups)
 
 
 def create_user_assigned(world: "World", resource_group_id: str, name: str, location: str) -> "Principal":
@@ -57,7 +57,8 @@ def register(sim: "Simulator") -> None:
             return Response(400, {"statusCode": 400, "message": "resource is required."})
         world = sim.world
         access, expires = make_token(world.scenario.tenant_id, world.caller.object_id, resource,
-                                     int(sim.timings.token_lifetime), app_id=world.caller.client_id)
+                                     int(sim.timings.token_lifetime), app_id=world.caller.client_id,
+                                     groups=entra.caller_groups(world, world.caller.object_id))
         return Response(200, {"access_token": access, "expires_on": str(expires), "resource": resource,
                               "token_type": "Bearer", "client_id": world.caller.client_id})
 

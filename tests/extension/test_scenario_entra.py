@@ -271,3 +271,17 @@ def test_kubernetes_rbac_cluster_is_checked_with_self_subject_access_reviews(vn,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}})
     st = vn("aks", "virtual-node", "enable", *IDS, "--timeout", "120").json()
     assert st["healthy"] is True, st["problems"]
+
+
+ADMINS = "aaaaaaaa-0000-4000-8000-0000000000ad"
+
+
+@pytest.mark.scenario({**entra_with(roles=[OWNER]), "caller": {**read_raw("entra")["caller"], "roles": [OWNER],
+                                                              "groups": [ADMINS]},
+                       "clusters": [{**read_raw("entra")["clusters"][0], "aad_profile": {
+                           "managed": True, "enableAzureRBAC": True, "adminGroupObjectIDs": [ADMINS]}}]})
+def test_admin_group_member_without_azure_data_role_is_not_refused(vn, sim):
+    # the permissions API shows no dataActions, but the API server (SelfSubjectAccessReview) allows the admin group
+    st = vn("aks", "virtual-node", "enable", *IDS, "--timeout", "120").json()
+    assert st["healthy"] is True, st["problems"]
+    assert any(e["path"].endswith("/selfsubjectaccessreviews") for e in sim.requests("kube"))
