@@ -276,10 +276,14 @@ def test_kubernetes_rbac_cluster_is_checked_with_self_subject_access_reviews(vn,
 ADMINS = "aaaaaaaa-0000-4000-8000-0000000000ad"
 
 
-@pytest.mark.scenario({**entra_with(roles=[OWNER]), "caller": {**read_raw("entra")["caller"], "roles": [OWNER],
-                                                              "groups": [ADMINS]},
-                       "clusters": [{**read_raw("entra")["clusters"][0], "aad_profile": {
-                           "managed": True, "enableAzureRBAC": True, "adminGroupObjectIDs": [ADMINS]}}]})
+def admin_group_member() -> dict:
+    raw = entra_with(roles=[OWNER])
+    raw["caller"]["groups"] = [ADMINS]
+    raw["clusters"][0]["aad_profile"] = {"managed": True, "enableAzureRBAC": True, "adminGroupObjectIDs": [ADMINS]}
+    return raw
+
+
+@pytest.mark.scenario(admin_group_member())
 def test_admin_group_member_without_azure_data_role_is_not_refused(vn, sim):
     # the permissions API shows no dataActions, but the API server (SelfSubjectAccessReview) allows the admin group
     st = vn("aks", "virtual-node", "enable", *IDS, "--timeout", "120").json()
