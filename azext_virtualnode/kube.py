@@ -76,10 +76,11 @@ def new_api_client(kubeconfig: dict[str, Any], cleanup: contextlib.ExitStack) ->
     if cluster is None:  # (a bare next() here would surface as "RuntimeError: generator raised StopIteration")
         raise ClusterUnreachable(f"the cluster credentials name no cluster '{ctx['cluster']}'")
     user = next((u["user"] for u in kubeconfig.get("users", []) if u["name"] == ctx.get("user")), {})
-    if "exec" in user:
+    if "exec" in user or "auth-provider" in user:   # Entra ID logins are resolved to tokens (credentials.py)
         raise ValidationError(
-            "The cluster uses Microsoft Entra ID (kubelogin) credentials, which this command cannot use yet. "
-            "Run it as a user with local accounts enabled, or verify the node with kubectl.")
+            "The cluster credentials use an exec or auth-provider plugin this command cannot run "
+            f"('{(user.get('exec') or {}).get('command') or (user.get('auth-provider') or {}).get('name')}'). "
+            "Only Microsoft Entra ID (kubelogin), token and client-certificate credentials are supported.")
     config = client.Configuration()
     config.host = cluster["server"]
     if cluster.get("certificate-authority-data"):
