@@ -28,6 +28,8 @@ def az_env(sim: "Simulator", config_dir: Path) -> dict[str, str]:
         "AZURE_CORE_NO_COLOR": "true",
         "AKSIM_ADMIN_URL": sim.admin_url,
         "AKSIM_ARM_URL": sim.arm_url,
+        # the cloud's login endpoint is the simulator (aksim.arm.entra): no instance discovery on the internet
+        "AZURE_CORE_INSTANCE_DISCOVERY": "false",
     }
 
 
@@ -43,7 +45,7 @@ def login(sim: "Simulator", config_dir: Path) -> dict[str, str]:
     arm = sim.arm_url + "/"
     steps = [
         ["cloud", "register", "-n", CLOUD, "--endpoint-resource-manager", arm,
-         "--endpoint-active-directory", "https://login.aksim.invalid",
+         "--endpoint-active-directory", sim.arm_url,
          "--endpoint-active-directory-resource-id", "https://management.core.windows.net/",
          "--endpoint-active-directory-graph-resource-id", arm,
          "--endpoint-microsoft-graph-resource-id", arm, "--skip-endpoint-discovery"],

@@ -34,6 +34,7 @@ class Timings:
     # Real AKS and Network LROs send no Retry-After, so clients poll at their own interval (the SDK: 30 s).
     # True adds a Retry-After/retry-after-ms of ``poll`` seconds, for tests that drive az's own commands.
     retry_after_hint: bool = False
+    token_lifetime: float = 3600.0   # Entra ID access tokens the simulator issues (real: 60-90 min)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Timings":

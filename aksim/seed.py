@@ -70,7 +70,8 @@ def _resolve_node_subnet(world: "World", spec: dict[str, Any], node_rg_id: "str"
 
 def build_cluster(world: "World", spec: dict[str, Any]) -> "Cluster":
     from aksim import controlplane
-    from aksim.kube.api import bearer_auth, build_router, kube_error
+    from aksim.kube import guard
+    from aksim.kube.api import build_router, kube_error
     from aksim.kube.store import KubeStore
     from aksim.world import Cluster
 
@@ -112,9 +113,10 @@ def build_cluster(world: "World", spec: dict[str, Any]) -> "Cluster":
     version = str(spec.get("kubernetes_version", "1.33.2"))
     router = build_router(store, version={"major": version.split(".")[0], "minor": version.split(".")[1],
                                           "gitVersion": f"v{version}", "platform": "linux/amd64"})
+    guard.register(router, world, cluster)
     cluster.kube_endpoint = Endpoint("kube", router, sim.faults, ssl_context=sim.tls.server_context(),
                                      error_renderer=kube_error,
-                                     authenticate=bearer_auth({cluster.user_token, cluster.admin_token}))
+                                     authenticate=guard.authenticator(world, cluster))
     if not spec.get("api_server_down"):
         cluster.kube_endpoint.start()
     nodes = seed_kube(cluster, spec, subnet_id, world)

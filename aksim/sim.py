@@ -117,9 +117,10 @@ class Simulator:
 
     def _register_services(self) -> None:
         from aksim import admin, controlplane
-        from aksim.arm import (authorization, containerinstance, containerservice, graph, identity, network,
+        from aksim.arm import (authorization, containerinstance, containerservice, entra, graph, identity, network,
                                resources)
-        for module in (resources, network, containerservice, authorization, containerinstance, identity, graph):
+        for module in (resources, network, containerservice, authorization, containerinstance, identity, graph,
+                       entra):
             module.register(self)
         admin.register(self)
         self.hooks.cluster_changed = controlplane.on_cluster_changed

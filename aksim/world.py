@@ -56,7 +56,8 @@ class World:
         self.clusters: dict[str, Cluster] = {}       # by lower-cased managedCluster resource ID
         self.provider_state: dict[str, str] = {k.lower(): v for k, v in scenario.providers.items()}
         self.caller = self.add_principal(scenario.caller["objectId"], scenario.caller.get("clientId",
-                                         scenario.caller["objectId"]), "aksim-caller", backdate=True)
+                                         scenario.caller["objectId"]), "aksim-caller", backdate=True,
+                                         secret=scenario.caller.get("secret"))
 
     # -- principals -----------------------------------------------------------------------------------
     def add_principal(self, object_id: str | None = None, client_id: str | None = None, name: str = "",

@@ -51,6 +51,7 @@ class Ctx:  # pylint: disable=too-many-instance-attributes
     kube_retry_window: float = RETRY_WINDOW
     done: list[str] = field(default_factory=list)      # what this command changed, for a timeout's report
     _clusters: Any = field(default=None, repr=False)
+    _entra: Any = field(default=None, repr=False)     # credentials.EntraToken for an Entra ID cluster
 
     @property
     def cli_ctx(self) -> Any:
@@ -86,19 +87,39 @@ class Ctx:  # pylint: disable=too-many-instance-attributes
         return get_cluster(self.clusters, self.resource_group, self.name)
 
     def kubeconfig(self) -> dict[str, Any]:
-        """The cluster user kubeconfig from ARM, fetched once per command and kept in memory only."""
+        """The cluster user kubeconfig from ARM, fetched once per command and kept in memory only. For an
+        Entra ID cluster (kubelogin exec user) its user is az's current token for the AKS server app instead."""
         if self._kubeconfig is None:
             try:
                 self._kubeconfig = fetch_kubeconfig(self.clusters, self.resource_group, self.name)
             except Exception as exc:  # pylint: disable=broad-except
                 if getattr(exc, "status_code", None) in (401, 403):
-                    raise ClusterAccessDenied(f"could not get cluster credentials: {exc}") from exc
+                    raise ClusterAccessDenied(exc.status_code, f"could not get cluster credentials: {exc}") from exc
                 raise ClusterUnreachable(f"could not get cluster credentials: {exc}") from exc
-        return self._kubeconfig
+        entra = self.entra()
+        if entra is None:
+            return self._kubeconfig
+        from azext_virtualnode.credentials import CredentialError, with_token
+        try:
+            return with_token(self._kubeconfig, entra.get())
+        except CredentialError as exc:
+            raise ClusterUnreachable(str(exc)) from None
+
+    def entra(self) -> Any:
+        """The Entra ID token source when the cluster user is a kubelogin/azure login, else None."""
+        if self._entra is None and self._kubeconfig is not None:
+            from azure.cli.core.commands.client_factory import get_subscription_id
+            from azext_virtualnode.credentials import EntraToken, current_user, entra_login
+            login = entra_login(current_user(self._kubeconfig)[1])
+            if login is not None:
+                self._entra = EntraToken(self.cli_ctx, login, get_subscription_id(self.cli_ctx))
+        return self._entra
 
     @contextlib.contextmanager
     def kube(self) -> Iterator[Kube]:
         with session(self.kubeconfig(), self.deadline.at, self.kube_retry_window) as kube:
+            if self._entra is not None:       # a long wait must not outlive the token
+                kube.api.configuration.refresh_api_key_hook = self._entra.refresh_hook
             yield kube
 
 

@@ -17,7 +17,7 @@ from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CONNECTOR_
                                        TAINT_EFFECT, TAINT_KEY, TAINT_VALUE)
 from azext_virtualnode import workload
 from azext_virtualnode.addon import ClusterView
-from azext_virtualnode.kube import ClusterUnreachable, NodeFacts
+from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable, NodeFacts
 from azext_virtualnode.network import SubnetFacts, usable_addresses
 
 LEASE_DURATION = 40.0
@@ -75,6 +75,8 @@ class Facts:  # pylint: disable=too-many-instance-attributes
     container_groups: int | None = None
     kube_error: str | None = None
     kube_error_code: str = "ClusterUnreachable"     # or ApiServerError, ClusterAccessDenied (kube_retry)
+    access_denied: list[Any] = field(default_factory=list)   # access.Denial of reads the API server refused
+    caller: str | None = None                                  # who we are on the cluster (for the grant hint)
     node_name: str = ADDON_NODE_NAME
     node: NodeFacts | None = None
     connector_pods: list[PodFacts] = field(default_factory=list)
@@ -107,7 +109,9 @@ def evaluate(f: Facts) -> list[Problem]:
     if not f.enabled:
         problems.append(Problem("NotEnabled", f"Virtual nodes are not enabled on cluster '{c.name}'.",
                                 f"Enable them with 'az aks virtual-node enable {ids}'."))
-        if f.kube_error is not None:
+        if f.access_denied:
+            problems.append(_denied(f))
+        elif f.kube_error is not None:
             problems.append(kube_error_problem(f, ids, "so a chart-installed connector could not be ruled out",
                                                WARNING))
         return problems
@@ -165,14 +169,26 @@ def _arm_problems(f: Facts, ids: str) -> list[Problem]:
     return out
 
 
+def _denied(f: Facts) -> Problem:
+    from azext_virtualnode.access import denied_problem
+    return denied_problem(f.access_denied, f.cluster.id, f.caller)
+
+
 def _kube_problems(f: Facts, ids: str) -> list[Problem]:
+    if f.access_denied:
+        return [_denied(f)] + (_kube_checks(f, ids) if f.kube_error is None else [])
     if f.kube_error is not None:
         return [kube_error_problem(f, ids)]
+    return _kube_checks(f, ids)
+
+
+def _kube_checks(f: Facts, ids: str) -> list[Problem]:
+    unread = {d.need.resource for d in f.access_denied if d.need is not None}
     out: list[Problem] = []
     deploy = "deploy/aci-connector-linux" if f.mode == "addon" else \
         f"deploy/{f.chart['deployment']}" if f.chart else "<connector pod>"
     logs = f"kubectl logs -n {f.connector_namespace} {deploy}"
-    if not f.connector_pods:
+    if not f.connector_pods and "pods" not in unread:
         who = "the add-on" if f.mode == "addon" else "Helm"
         out.append(Problem("ConnectorMissing", f"No ACI connector pod runs in namespace '{f.connector_namespace}'.",
                            f"Wait for {who} to deploy it ('az aks virtual-node wait {ids} --ready'), or "
@@ -186,6 +202,8 @@ def _kube_problems(f: Facts, ids: str) -> list[Problem]:
             out.append(Problem("ConnectorNotReady", f"Connector pod {pod.name} is {pod.phase} and not ready"
                                f"{': ' + pod.reason if pod.reason else ''}.", f"Inspect it: {logs}", WARNING))
     n = f.node
+    if "nodes" in unread:
+        return out
     if n is None or not n.registered:
         out.append(Problem("NodeNotRegistered", f"Node '{f.node_name}' is not registered.",
                            f"The connector registers it once it starts; see '{logs}'."))
@@ -193,7 +211,7 @@ def _kube_problems(f: Facts, ids: str) -> list[Problem]:
     if not n.ready:
         out.append(Problem("NodeNotReady", f"Node '{f.node_name}' is not Ready (Ready={n.ready_status}).",
                            f"Check the connector: '{logs}'."))
-    if not n.lease_fresh(f.lease_duration):
+    if not n.lease_fresh(f.lease_duration) and "leases" not in unread:
         age = "missing" if n.lease_age is None else f"last renewed {n.lease_age:.0f}s ago"
         out.append(Problem("LeaseStale", f"The node's Lease in kube-node-lease is {age} (limit "
                            f"{f.lease_duration:.0f}s): the connector is not heart-beating.",
@@ -359,22 +377,40 @@ def gather(cluster: ClusterView, src: Sources, mode: str, subnet_name: str | Non
 
 
 def _gather_kube(f: Facts, src: Sources, selector: str) -> None:
+    def read(fn: Callable[[], Any], default: Any = None) -> Any:
+        """One read; a 403 (this read denied) is noted and the others still run."""
+        try:
+            return fn()
+        except ClusterAccessDenied as exc:
+            if exc.status == 401:
+                raise
+            from azext_virtualnode.access import denial_of
+            f.access_denied.append(denial_of(exc))
+            return default
+
     try:
         with src.kube() as kube:
-            f.node = kube.node_facts(f.node_name)
-            f.connector_pods = [PodFacts.of(p) for p in kube.connector_pods(f.connector_namespace, selector)]
-            on_node = kube.pods_on_node(f.node_name)
-            f.workload = [PodFacts.of(p) for p in on_node if not _owned_by_daemonset(p)]
-            f.node_pods = {(p.metadata.namespace, p.metadata.name) for p in on_node}
+            f.node = read(lambda: kube.node_facts(f.node_name))
+            f.connector_pods = [PodFacts.of(p) for p in
+                                read(lambda: kube.connector_pods(f.connector_namespace, selector), [])]
+            on_node = read(lambda: kube.pods_on_node(f.node_name))
+            if on_node is not None:
+                f.workload = [PodFacts.of(p) for p in on_node if not _owned_by_daemonset(p)]
+                f.node_pods = {(p.metadata.namespace, p.metadata.name) for p in on_node}
             target = workload.MODES.get(f.mode)
             if target is not None:
-                f.pending = workload.pending_findings(workload.read_pending(kube), target,
-                                                      workload.virtual_nodes(f.node))
+                pending = read(lambda: workload.read_pending(kube))
+                if pending is not None:
+                    f.pending = workload.pending_findings(pending, target, workload.virtual_nodes(f.node))
             sick = next((p for p in f.connector_pods if not p.ready), None)
             if sick is not None:
                 f.connector_events = [f"{e.type} {e.reason}: {e.message}"
-                                      for e in kube.pod_events(sick.namespace, sick.name)]
-                f.connector_log = kube.pod_log_tail(sick.namespace, sick.name)
+                                      for e in read(lambda: kube.pod_events(sick.namespace, sick.name), [])]
+                f.connector_log = read(lambda: kube.pod_log_tail(sick.namespace, sick.name), "")
+    except ClusterAccessDenied as exc:
+        from azext_virtualnode.access import denial_of
+        f.access_denied.append(denial_of(exc))
+        f.kube_error, f.kube_error_code = str(exc), exc.code
     except ClusterUnreachable as exc:
         f.kube_error, f.kube_error_code = str(exc), exc.code
 

@@ -76,10 +76,11 @@ def new_api_client(kubeconfig: dict[str, Any], cleanup: contextlib.ExitStack) ->
     if cluster is None:  # (a bare next() here would surface as "RuntimeError: generator raised StopIteration")
         raise ClusterUnreachable(f"the cluster credentials name no cluster '{ctx['cluster']}'")
     user = next((u["user"] for u in kubeconfig.get("users", []) if u["name"] == ctx.get("user")), {})
-    if "exec" in user:
+    if "exec" in user or "auth-provider" in user:   # Entra ID logins are resolved to tokens (credentials.py)
         raise ValidationError(
-            "The cluster uses Microsoft Entra ID (kubelogin) credentials, which this command cannot use yet. "
-            "Run it as a user with local accounts enabled, or verify the node with kubectl.")
+            "The cluster credentials use an exec or auth-provider plugin this command cannot run "
+            f"('{(user.get('exec') or {}).get('command') or (user.get('auth-provider') or {}).get('name')}'). "
+            "Only Microsoft Entra ID (kubelogin), token and client-certificate credentials are supported.")
     config = client.Configuration()
     config.host = cluster["server"]
     if cluster.get("certificate-authority-data"):
@@ -205,6 +206,14 @@ class Kube:
     def pods_on_node(self, node_name: str) -> list[Any]:
         pods = self._get("/api/v1/pods", fieldSelector=f"spec.nodeName={node_name}")
         return list(pods.items or []) if pods else []
+
+    def pod(self, namespace: str, name: str) -> Any | None:
+        return self._get(f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}")
+
+    def list_raw(self, url_path: str, **query: Any) -> list[dict[str, Any]]:
+        """The items of a list call as plain JSON dicts (for the pure rules that read whole objects)."""
+        found = self._get(url_path, **query)
+        return [item.raw for item in (found.items or [])] if found else []
 
     def namespace(self, name: str) -> Any | None:
         return self._get(f"/api/v1/namespaces/{quote(name)}")

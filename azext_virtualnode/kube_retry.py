@@ -32,8 +32,23 @@ class ApiServerError(ClusterUnreachable):
 
 
 class ClusterAccessDenied(ClusterUnreachable):
-    """The API server refused the credentials (401) or the identity lacks the right (403)."""
+    """The API server refused the credentials (401) or the identity lacks the right (403); ``server_message``
+    is the API server's own text (who was denied which verb on which resource)."""
     code = "ClusterAccessDenied"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the API server refused the {'credentials' if status == 401 else 'request'} "
+                         f"({status}): {message}")
+        self.status, self.server_message = status, message
+
+    @classmethod
+    def of(cls, exc: Any) -> "ClusterAccessDenied":
+        import json
+        try:
+            message = json.loads(exc.body or "{}").get("message") or exc.reason
+        except (TypeError, ValueError, AttributeError):
+            message = exc.reason
+        return cls(exc.status, str(message or ""))
 
 
 def _retry_after(exc: Any) -> float | None:
@@ -66,8 +81,7 @@ def classify(exc: BaseException) -> tuple[bool, float | None, ClusterUnreachable
     if isinstance(exc, ApiException):
         status = exc.status or 0
         if status in (401, 403):
-            what = "refused the credentials" if status == 401 else "denied access"
-            return False, None, ClusterAccessDenied(f"the API server {what} ({status} {exc.reason})")
+            return False, None, ClusterAccessDenied.of(exc)
         if status in RETRY_STATUSES:
             return True, _retry_after(exc), ApiServerError(f"the API server answered {status} {exc.reason}")
         if status == 0:  # no HTTP answer at all (a broken stream)

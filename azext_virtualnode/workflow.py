@@ -25,6 +25,8 @@ from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CHART_NAME
                                        CHART_RELEASE, CONNECTOR_LABEL_SELECTOR, CONNECTOR_NAMESPACE,
                                        DEFAULT_SUBNET_NAME, DEFAULT_TIMEOUT, HELM_RELEASE_NAMESPACE,
                                        NETWORK_API_VERSION, NETWORK_CONTRIBUTOR)
+from azext_virtualnode.access import CHART_WRITES, READS, caller_name, denial_of
+from azext_virtualnode.access import preflight as cluster_access_preflight
 from azext_virtualnode.addon import ClusterView, require_azure_cni, set_addon, wait_until_idle
 from azext_virtualnode.chart import (ChartSettings, Helm, Release, chart_values, find_releases, fullname,
                                      resolve_chart)
@@ -32,7 +34,7 @@ from azext_virtualnode.context import Ctx, Deadline, Timeout, Waiting, node_reso
 from azext_virtualnode.health import Facts, PodFacts, Sources, build_status, evaluate, gather
 from azext_virtualnode.identity import (GROUPS_NEED, SUBNET_NEED, chart_identity, connector_identity, ensure_role,
                                         identity_by_client_id, role_state)
-from azext_virtualnode.kube import ClusterUnreachable
+from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable
 from azext_virtualnode.lro import poll_interval
 from azext_virtualnode.network import (SubnetFacts, check_cidr_fits, check_existing_subnet, first_free_block,
                                        parse_cidr, subnet_body, subnet_prefixes)
@@ -120,11 +122,13 @@ def collect(ctx: Ctx, cluster: ClusterView, conn: Connector | None, kube_error: 
 def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
     cluster = cluster or ctx.cluster()
     outer, ctx.kube_retry_window = ctx.kube_retry_window, STATUS_RETRY_WINDOW
+    denied = None
     try:
         try:
             conn, kube_error, code = detect(ctx, cluster), None, "ClusterUnreachable"
         except ClusterUnreachable as exc:
             conn, kube_error, code = None, str(exc), exc.code
+            denied = exc if isinstance(exc, ClusterAccessDenied) else None
         if conn is not None and conn.mode == "v2":
             from azext_virtualnode.connectors.v2_mode import V2Release, status as v2_status
             return v2_status(ctx, cluster, V2Release(conn.release))
@@ -132,6 +136,10 @@ def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
         facts.kube_error_code = facts.kube_error_code if kube_error is None else code
     finally:
         ctx.kube_retry_window = outer
+    if denied is not None:
+        facts.access_denied.append(denial_of(denied))
+    if facts.access_denied:
+        facts.caller = caller_name(ctx)
     return build_status(facts, evaluate(facts))
 
 
@@ -231,6 +239,7 @@ def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
     require_azure_cni(cluster)
+    cluster_access_preflight(ctx, cluster, READS + (CHART_WRITES if opts.mode == "chart" else ()), "enable")
     mode = (ChartEnable if opts.mode == "chart" else AddonEnable)(ctx, opts, deadline)
     current_subnet = mode.preflight(cluster)
     plan = plan_subnet(ctx, cluster, opts.subnet_name or current_subnet or DEFAULT_SUBNET_NAME, opts.subnet_cidr)
@@ -596,8 +605,11 @@ def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
     deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
+    cluster_access_preflight(ctx, cluster, READS, "disable")
     plan = plan_disable(ctx, cluster, delete_subnet, force, subnet_name)
     conn = plan.conn
+    if conn is not None and conn.mode in ("chart", "v2"):
+        cluster_access_preflight(ctx, cluster, READS + CHART_WRITES, "disable")
     if conn is not None and conn.mode == "v2":
         from azext_virtualnode.connectors.v2_mode import disable as v2_disable
         return v2_disable(ctx, cluster, conn.release, delete_subnet, force, yes, confirm)
@@ -773,6 +785,7 @@ def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> N
     deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               interval=interval, on_wait=None)
+    cluster_access_preflight(ctx, cluster, READS, "wait")
     try:
         conn = detect(ctx, cluster)
     except ClusterUnreachable as exc:

@@ -17,6 +17,7 @@ from knack.util import CLIError
 from azext_virtualnode import _client_factory as cf
 from azext_virtualnode.context import Ctx, progress
 from azext_virtualnode.kube import REQUEST_TIMEOUT, ClusterUnreachable, Kube
+from azext_virtualnode.lro import poll_interval
 from azext_virtualnode.placement import (MODES, Kind, Plan, PlacementError, parse_workload, plan, pod_spec,
                                          unsupported)
 from azext_virtualnode.workload import ghost_nodes, group_facts, orphaned_groups
@@ -233,13 +234,12 @@ def delete_orphans(ctx: Ctx, resource_group: str, orphans: list[dict[str, Any]],
     groups = cf.cf_container_groups(ctx.cli_ctx)
     with ctx.kube() as kube:
         for g in orphans:
-            # pylint: disable-next=protected-access
-            if kube._call(kube.core.read_namespaced_pod, g["podName"], g["namespace"]) is not None:
+            if kube.pod(g["namespace"], g["podName"]) is not None:
                 progress(f"Skipping {g['name']}: pod {g['namespace']}/{g['podName']} exists again.")
                 result["skipped"].append(g["name"])
                 continue
             progress(f"Deleting container group {g['name']}...")
-            groups.begin_delete(resource_group, g["name"]).result()
+            groups.begin_delete(resource_group, g["name"], polling_interval=poll_interval()).result()
             result["deleted"].append(g["name"])
 
 

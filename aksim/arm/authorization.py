@@ -34,15 +34,42 @@ class Role:
     description: str
     actions: tuple[str, ...]
     not_actions: tuple[str, ...] = ()
+    data_actions: tuple[str, ...] = ()
+    not_data_actions: tuple[str, ...] = ()
 
     def allows(self, action: str) -> bool:
         return (any(action_matches(p, action) for p in self.actions)
                 and not any(action_matches(p, action) for p in self.not_actions))
 
+    def allows_data(self, action: str) -> bool:
+        return (any(action_matches(p, action) for p in self.data_actions)
+                and not any(action_matches(p, action) for p in self.not_data_actions))
+
 
 _AUTH_READ, _ALERTS, _DEPLOYMENTS = "Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*", \
     "Microsoft.Resources/deployments/*"
 _RG_READ, _SUPPORT = "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Support/*"
+_MCS = "Microsoft.ContainerService/managedClusters"
+_AKS_RBAC_ACTIONS = (_AUTH_READ, "Microsoft.Resources/subscriptions/operationresults/read",
+                     "Microsoft.Resources/subscriptions/read", _RG_READ)
+# The RBAC Reader's dataActions as published (azure-docs built-in-roles/containers.md): no nodes, no leases,
+# no secrets, no roles or bindings.
+_AKS_READER_DATA = tuple(f"{_MCS}/{r}/read" for r in (
+    "apps/controllerrevisions", "apps/daemonsets", "apps/deployments", "apps/replicasets", "apps/statefulsets",
+    "autoscaling/horizontalpodautoscalers", "batch/cronjobs", "batch/jobs", "configmaps",
+    "discovery.k8s.io/endpointslices", "endpoints", "events.k8s.io/events", "events", "extensions/daemonsets",
+    "extensions/deployments", "extensions/ingresses", "extensions/networkpolicies", "extensions/replicasets",
+    "limitranges", "metrics.k8s.io/pods", "metrics.k8s.io/nodes", "namespaces", "networking.k8s.io/ingresses",
+    "networking.k8s.io/networkpolicies", "persistentvolumeclaims", "pods", "policy/poddisruptionbudgets",
+    "replicationcontrollers", "resourcequotas", "serviceaccounts", "services"))
+# The Writer: the Reader's kinds writable (namespaces and quotas stay read-only), plus secrets, pods/exec and
+# serviceaccounts/impersonate; still no nodes, leases, roles or bindings.
+_AKS_WRITER_DATA = tuple(a.replace("/read", "/*") for a in _AKS_READER_DATA
+                         if not a.endswith(("/namespaces/read", "/resourcequotas/read", "metrics.k8s.io/pods/read",
+                                            "metrics.k8s.io/nodes/read"))) + (
+    f"{_MCS}/namespaces/read", f"{_MCS}/resourcequotas/read", f"{_MCS}/metrics.k8s.io/pods/read",
+    f"{_MCS}/metrics.k8s.io/nodes/read", f"{_MCS}/secrets/*", f"{_MCS}/pods/exec/action",
+    f"{_MCS}/serviceaccounts/impersonate/action")
 
 BUILTIN_ROLES: tuple[Role, ...] = (
     Role("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner",
@@ -71,6 +98,33 @@ BUILTIN_ROLES: tuple[Role, ...] = (
          ("Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
           "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action", _AUTH_READ, _ALERTS, _RG_READ,
           _DEPLOYMENTS, _SUPPORT)),
+    # AKS roles: the RBAC ones carry dataActions, which the API server of an Azure RBAC cluster checks.
+    Role("4abbcc35-e782-43d8-92c5-2d3f1bd2253f", "Azure Kubernetes Service Cluster User Role",
+         "List cluster user credential action.", (f"{_MCS}/listClusterUserCredential/action", f"{_MCS}/read")),
+    Role("ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8", "Azure Kubernetes Service Contributor Role",
+         "Grants access to read and write Azure Kubernetes Service clusters",
+         (f"{_MCS}/read", f"{_MCS}/write", _DEPLOYMENTS)),
+    Role("7f6c6a51-bcf8-42ba-9220-52d62157d7db", "Azure Kubernetes Service RBAC Reader",
+         "Allows read-only access to see most objects in a namespace. It does not allow viewing roles or role "
+         "bindings. This role does not allow viewing Secrets, since reading the contents of Secrets enables access "
+         "to ServiceAccount credentials in the namespace, which would allow API access as any ServiceAccount in the "
+         "namespace (a form of privilege escalation). Applying this role at cluster scope will give access across "
+         "all namespaces.", _AKS_RBAC_ACTIONS, data_actions=_AKS_READER_DATA),
+    Role("a7ffa36f-339b-4b5c-8bdf-e2c188b2c0eb", "Azure Kubernetes Service RBAC Writer",
+         "Allows read/write access to most objects in a namespace.This role does not allow viewing or modifying "
+         "roles or role bindings. However, this role allows accessing Secrets and running Pods as any "
+         "ServiceAccount in the namespace, so it can be used to gain the API access levels of any ServiceAccount "
+         "in the namespace. Applying this role at cluster scope will give access across all namespaces.",
+         _AKS_RBAC_ACTIONS, data_actions=_AKS_WRITER_DATA),
+    Role("3498e952-d568-435e-9b2c-8d77e338d7f7", "Azure Kubernetes Service RBAC Admin",
+         "Lets you manage all resources under cluster/namespace, except update or delete resource quotas and "
+         "namespaces.", _AKS_RBAC_ACTIONS + (f"{_MCS}/listClusterUserCredential/action",),
+         data_actions=(f"{_MCS}/*",),
+         not_data_actions=tuple(f"{_MCS}/{r}/{v}" for r in ("resourcequotas", "namespaces")
+                                for v in ("write", "delete"))),
+    Role("b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b", "Azure Kubernetes Service RBAC Cluster Admin",
+         "Lets you manage all resources in the cluster.",
+         _AKS_RBAC_ACTIONS + (f"{_MCS}/listClusterUserCredential/action",), data_actions=(f"{_MCS}/*",)),
 )
 
 
@@ -160,6 +214,11 @@ def has_permission(world: "World", principal_id: str, action: str, scope: str) -
     return any(role.allows(action) for role in _effective(world, principal_id, scope))
 
 
+def has_data_permission(world: "World", principal_id: str, data_action: str, scope: str) -> bool:
+    """Azure RBAC for a data-plane action (an AKS API server request under Azure RBAC)."""
+    return any(role.allows_data(data_action) for role in _effective(world, principal_id, scope))
+
+
 def authorize(world: "World", action: str, scope: str) -> None:
     """ARM's check of the caller before a request reaches the RP: 403 ``AuthorizationFailed``."""
     oid = world.caller.object_id
@@ -214,7 +273,8 @@ def role_definition_body(world: "World", role: Role) -> dict[str, Any]:
             "properties": {"roleName": role.name, "type": "BuiltInRole", "description": role.description,
                            "assignableScopes": ["/"],
                            "permissions": [{"actions": list(role.actions), "notActions": list(role.not_actions),
-                                            "dataActions": [], "notDataActions": []}],
+                                            "dataActions": list(role.data_actions),
+                                            "notDataActions": list(role.not_data_actions)}],
                            "createdOn": "2015-02-02T21:55:09.8806423Z", "updatedOn": "2024-04-01T00:00:00.0000000Z",
                            "createdBy": None, "updatedBy": None}}
 
@@ -324,8 +384,9 @@ class _Api(ProviderApi):
             scope = _scope(req)
             _check_scope(self.world, scope)
             roles = _effective(self.world, self.world.caller.object_id, scope)
-            return ok_list([{"actions": list(r.actions), "notActions": list(r.not_actions), "dataActions": [],
-                             "notDataActions": []} for r in roles])
+            return ok_list([{"actions": list(r.actions), "notActions": list(r.not_actions),
+                             "dataActions": list(r.data_actions), "notDataActions": list(r.not_data_actions)}
+                            for r in roles])
 
 
 def register(sim: "SimContext") -> None:

@@ -73,17 +73,41 @@ def is_msi(mc: dict[str, Any]) -> bool:
     return (mc["properties"].get("servicePrincipalProfile") or {}).get("clientId", "msi") == "msi"
 
 
-def kubeconfig(cluster: "Cluster", ca_b64: str, admin: bool) -> str:
+def kubeconfig(cluster: "Cluster", ca_b64: str, admin: bool, aad_tenant: str | None = None,
+               fmt: str = "exec") -> str:
+    """The kubeconfig AKS returns; ``aad_tenant`` set (an Entra ID cluster) makes the clusterUser an
+    ``exec`` kubelogin user (``fmt='exec'``, the default since k8s 1.24) or an ``auth-provider: azure`` one."""
     user = f"clusterAdmin_{cluster.resource_group}_{cluster.name}" if admin else \
         f"clusterUser_{cluster.resource_group}_{cluster.name}"
     token = cluster.admin_token if admin else cluster.user_token
     context = f"{cluster.name}-admin" if admin else cluster.name
+    credential: dict[str, Any] = {"token": token}
+    if aad_tenant and not admin:
+        credential = entra_user(aad_tenant, fmt)
     doc = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": context,
            "clusters": [{"name": cluster.name,
                          "cluster": {"certificate-authority-data": ca_b64, "server": cluster.kube_url}}],
            "contexts": [{"name": context, "context": {"cluster": cluster.name, "user": user}}],
-           "users": [{"name": user, "user": {"token": token}}]}
+           "users": [{"name": user, "user": credential}]}
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+KUBELOGIN_HINT = ("\nkubelogin is not installed which is required to connect to AAD enabled cluster.\n\n"
+                  "To learn more, please go to https://aka.ms/aks/kubelogin\n")
+
+
+def entra_user(tenant: str, fmt: str = "exec") -> dict[str, Any]:
+    """The clusterUser credential of an Entra ID cluster, as AKS writes it (kubelogin devicecode)."""
+    from aksim.arm.entra import AKS_CLIENT_APP, AKS_SERVER_APP
+    if fmt == "azure":
+        return {"auth-provider": {"name": "azure", "config": {
+            "apiserver-id": AKS_SERVER_APP, "client-id": AKS_CLIENT_APP, "config-mode": "1",
+            "environment": "AzurePublicCloud", "tenant-id": tenant}}}
+    return {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                     "args": ["get-token", "--environment", "AzurePublicCloud", "--server-id", AKS_SERVER_APP,
+                              "--client-id", AKS_CLIENT_APP, "--tenant-id", tenant, "--login", "devicecode"],
+                     "command": "kubelogin", "env": None, "installHint": KUBELOGIN_HINT,
+                     "provideClusterInfo": False}}
 
 
 class ManagedClusters(ProviderApi):
@@ -125,13 +149,24 @@ class ManagedClusters(ProviderApi):
         def handler(req: Request) -> Response:
             require_api_version(req)
             with self.sim.lock:
+                from aksim.arm import authorization
+                action = "listClusterAdminCredential" if admin else "listClusterUserCredential"
+                authorization.authorize(self.world, f"Microsoft.ContainerService/managedClusters/{action}/action",
+                                        self._id(req))
                 mc = self._require(req)
                 if admin and mc["properties"].get("disableLocalAccounts"):
                     raise rp_error(400, "BadRequest", "Getting static credential is not allowed because this "
                                    "cluster is set to disable local accounts.")
                 cluster = self.world.cluster_by_id(mc["id"])
                 assert cluster is not None
-                value = base64.b64encode(kubeconfig(cluster, self.sim.tls.ca_data_b64, admin).encode()).decode()
+                aad = mc["properties"].get("aadProfile") or {}
+                fmt = (req.q("format") or "exec").lower()
+                if req.q("format") is not None and fmt not in ("azure", "exec"):
+                    raise HttpError(400, "InvalidParameter", f"The value of parameter format is invalid: "
+                                    f"'{req.q('format')}'. Allowed values: azure, exec.")
+                tenant = (aad.get("tenantID") or self.world.scenario.tenant_id) if aad.get("managed") else None
+                value = base64.b64encode(kubeconfig(cluster, self.sim.tls.ca_data_b64, admin, tenant,
+                                                    fmt).encode()).decode()
                 name = "clusterAdmin" if admin else "clusterUser"
                 return Response(200, {"kubeconfigs": [{"name": name, "value": value}]})
         return handler
@@ -293,6 +328,13 @@ def seed_cluster_resource(world: "World", spec: dict[str, Any], rg_name: str, no
     }
     if spec.get("authorized_ip_ranges"):
         props["apiServerAccessProfile"]["authorizedIPRanges"] = [str(r) for r in spec["authorized_ip_ranges"]]
+    aad = spec.get("aad_profile")
+    if aad:
+        props["aadProfile"] = {
+            "managed": bool(aad.get("managed", True)),
+            "enableAzureRBAC": bool(aad.get("enableAzureRBAC", aad.get("enableAzureRbac", False))),
+            "adminGroupObjectIDs": aad.get("adminGroupObjectIDs", aad.get("adminGroupObjectIds")),
+            "tenantID": aad.get("tenantID", aad.get("tenantId", world.scenario.tenant_id))}
     mc: dict[str, Any] = {
         "id": f"/subscriptions/{sub}/resourcegroups/{rg_name}/providers/Microsoft.ContainerService/"
               f"managedClusters/{name}",

@@ -1,16 +1,15 @@
 """Managed identities: the token endpoint ``az login --identity`` talks to, and user-assigned identities.
 
 The token endpoint speaks the App Service protocol that MSAL's ManagedIdentityClient uses when
-``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER`` are set. Tokens are unsigned JWTs carrying ``tid`` and ``oid``
-of the scenario's caller; the simulator's ARM accepts any bearer token, as the caller is fixed per scenario.
+``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER`` are set. Tokens are JWTs signed by the simulator
+(:mod:`aksim.arm.entra`) carrying ``tid`` and ``oid`` of the scenario's caller; the simulator's ARM accepts any
+bearer token, as the caller is fixed per scenario, while an Entra ID cluster's API server verifies them.
 """
 from __future__ import annotations
 
-import base64
-import json
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from aksim.arm import entra
 from aksim.arm.common import ok_list, require_api_version
 from aksim.arm.resources import require_resource_group
 from aksim.httpcore import Request, Response
@@ -23,16 +22,9 @@ UAMI_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
 IDENTITY_HEADER = "aksim-identity-header"
 
 
-def _b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def make_token(tenant: str, oid: str, resource: str, lifetime: int = 3600) -> tuple[str, int]:
-    now = int(time.time())
-    claims = {"aud": resource, "iss": f"https://sts.windows.net/{tenant}/", "iat": now, "nbf": now,
-              "exp": now + lifetime, "oid": oid, "sub": oid, "tid": tenant, "appid": oid,
-              "idtyp": "app", "xms_mirid": "aksim"}
-    return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.c2ln", now + lifetime
+def make_token(tenant: str, oid: str, resource: str, lifetime: int = 3600,
+               app_id: str | None = None, groups: list[str] | None = None) -> tuple[str, int]:
+    return entra.make_token(tenant, oid, resource, app_id, lifetime, groups)
 
 
 def create_user_assigned(world: "World", resource_group_id: str, name: str, location: str) -> "Principal":
@@ -64,7 +56,9 @@ def register(sim: "SimContext") -> None:
         if not resource:
             return Response(400, {"statusCode": 400, "message": "resource is required."})
         world = sim.world
-        access, expires = make_token(world.scenario.tenant_id, world.caller.object_id, resource)
+        access, expires = make_token(world.scenario.tenant_id, world.caller.object_id, resource,
+                                     int(sim.timings.token_lifetime), app_id=world.caller.client_id,
+                                     groups=entra.caller_groups(world, world.caller.object_id))
         return Response(200, {"access_token": access, "expires_on": str(expires), "resource": resource,
                               "token_type": "Bearer", "client_id": world.caller.client_id})
 

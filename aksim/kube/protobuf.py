@@ -60,6 +60,12 @@ KINDS: dict[str, Schema] = {
     "DeleteOptions": {1: ("gracePeriodSeconds", "int"),
                       2: ("preconditions", {1: ("uid", "str"), 2: ("resourceVersion", "str")}),
                       3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "str"), 5: ("dryRun", ("list", "str"))},
+    # kubectl auth can-i
+    "SelfSubjectAccessReview": {1: ("metadata", OBJECT_META), 2: ("spec", {
+        1: ("resourceAttributes", {1: ("namespace", "str"), 2: ("verb", "str"), 3: ("group", "str"),
+                                   4: ("version", "str"), 5: ("resource", "str"), 6: ("subresource", "str"),
+                                   7: ("name", "str")}),
+        2: ("nonResourceAttributes", {1: ("path", "str"), 2: ("verb", "str")})})},
 }
 _UNKNOWN: Schema = {1: ("typeMeta", {1: ("apiVersion", "str"), 2: ("kind", "str")}), 2: ("raw", "raw"),
                     3: ("contentEncoding", "str"), 4: ("contentType", "str")}

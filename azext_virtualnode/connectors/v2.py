@@ -99,23 +99,23 @@ def tested_lines(k8s_minor: int) -> list[str]:
     return [f"1.{line}" for line in sorted(COMPATIBILITY) if support(NEWEST[line], k8s_minor) == "Y"]
 
 
-def fullname(release: str, values: dict[str, Any] | None = None) -> str:
+def fullname(release: str, settings: dict[str, Any] | None = None) -> str:
     """The chart's fullname: ``fullnameOverride``; else the release name if it contains the chart name (or
     ``nameOverride``), else ``<release>-<name>``; cut to 63 characters."""
-    values = values or {}
-    if values.get("fullnameOverride"):
-        return str(values["fullnameOverride"])[:63].rstrip("-")
-    name = values.get("nameOverride") or CHART_NAME
+    settings = settings or {}
+    if settings.get("fullnameOverride"):
+        return str(settings["fullnameOverride"])[:63].rstrip("-")
+    name = settings.get("nameOverride") or CHART_NAME
     full = release if name in release else f"{release}-{name}"
     return full[:63].rstrip("-")
 
 
-def target_namespace(release_namespace: str, values: dict[str, Any] | None = None,
+def target_namespace(release_namespace: str, settings: dict[str, Any] | None = None,
                      chart_version: str | None = None) -> str:
     """Where the chart puts its objects: the release namespace, unless the release lives in ``default`` (then
     ``values.namespace``, a Namespace the chart creates). Charts before 1.3406.26050102 always used
     ``values.namespace``."""
-    ns_value = (values or {}).get("namespace") or NAMESPACE
+    ns_value = (settings or {}).get("namespace") or NAMESPACE
     parsed = ChartVersion.parse(chart_version or "")
     since = ChartVersion.parse(NAMESPACE_RULE_SINCE)
     old_chart = parsed is not None and since is not None and parsed.key() < since.key()

@@ -32,6 +32,7 @@ from knack.util import CLIError
 from azext_virtualnode import _client_factory as cf
 from azext_virtualnode._consts import ACI_PROVIDER, CHART_NAME as LEGACY_CHART, HELM_RELEASE_NAMESPACE, \
     NETWORK_API_VERSION
+from azext_virtualnode.access import preflight as access_preflight
 from azext_virtualnode.addon import ClusterView, require_azure_cni, wait_until_idle
 from azext_virtualnode.chart import ChartRef, Helm, Release, chart_metadata, find_releases
 from azext_virtualnode.connectors import v2
@@ -44,6 +45,16 @@ from azext_virtualnode.kube import ClusterUnreachable
 from azext_virtualnode.network import SubnetFacts, check_existing_subnet, subnet_body
 from azext_virtualnode.operations import wait_operation
 from azext_virtualnode.roles import ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE
+
+
+def _writes() -> tuple[Any, ...]:
+    """What enable/scale write on the cluster (access.preflight checks them first on Entra ID clusters)."""
+    from azext_virtualnode.access import CHART_WRITES, READS, Need
+    return READS + CHART_WRITES + (
+        Need("create", "statefulsets", "apps", "the virtual nodes' StatefulSet"),
+        Need("create", "mutatingwebhookconfigurations", "admissionregistration.k8s.io", "the admission webhook"),
+        Need("patch", "nodes", why="cordoning the nodes a scale-down removes"))
+
 
 MAX_REPLICAS = 30       # see _params.py: 30 nodes x 200 pods = 6000 ACI pods; beyond, split across clusters
 CHART_NAMES = (LEGACY_CHART, v2.CHART_NAME)
@@ -385,6 +396,8 @@ def enable(ctx: Ctx, opts: Any) -> dict[str, Any] | None:
     deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
+    check_cluster(ctx, cluster)
+    access_preflight(ctx, cluster, _writes(), "enable")
     p = plan_enable(ctx, opts, cluster)
     # ---- first write below this line ----
     resume = f"az aks virtual-node enable {ctx.ids} --mode v2"
@@ -643,6 +656,7 @@ def scale(ctx: Ctx, replicas: int, force: bool, yes: bool, timeout: int, no_wait
             f"{', which has one virtual node' if conn is not None else ''}. Enable v2 with 'az aks virtual-node "
             f"enable {ctx.ids} --mode v2 --replicas {replicas}'"
             f"{' after disable' if conn is not None else ''}. Nothing was changed.")
+    access_preflight(ctx, cluster, _writes(), "scale")
     rel = V2Release(conn.release)
     current = rel.replicas
     result: dict[str, Any] = {"release": rel.name, "from": current, "to": replicas, "cordoned": [], "evicted": [],
