@@ -377,3 +377,26 @@ def test_no_wait_then_wait_ready_and_busy_disable(vn: Any, world: Any, tools: To
     assert busy.returncode == 1 and "default/web-" in busy.stderr and world.writes() == []
     out = vn("aks", "virtual-node", "disable", *IDS, "--yes", "--force", "--timeout", "90").json()
     assert out["chartUninstalled"] and vn2_node_names(world) == []
+
+
+# -- place and prune on v2 ---------------------------------------------------------------------------------
+def test_place_on_v2_and_prune_deletes_ghost_nodes(vn: Any, world: Any, tools: Tools) -> None:
+    sim = world
+    vn(*ENABLE, "--replicas", "2")
+    plain = {**WEB, "spec": {**WEB["spec"], "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+        "containers": [{"name": "web", "image": "nginx"}]}}}}
+    tools.kubectl("apply", "-f", "-", stdin=json.dumps(plain))
+    vn("aks", "virtual-node", "place", *IDS, "--workload", "deployment/web", "--policy", "only")
+    spec = locked(sim, lambda: store(sim).get("deployments.apps", "default", "web"))["spec"]["template"]["spec"]
+    assert spec["nodeSelector"]["virtualization"] == "virtualnode2"
+    pod = wait_for(lambda: (p := [x for x in web_pods(sim) if (x["spec"].get("nodeName") or "").startswith(
+        "virtualnode-")]) and p[0], timeout=30)
+    assert pod["spec"]["nodeName"] in ("virtualnode-0", "virtualnode-1")
+
+    tools.helm("upgrade", "virtualnode", CHART, "--reuse-values", "--set", "replicaCount=1")
+    wait_for(lambda: locked(sim, lambda: store(sim).get("pods", "vn2", "virtualnode-1")) is None, timeout=30)
+    dry = vn("aks", "virtual-node", "prune", *IDS, "--dry-run").json()
+    assert dry["ghostNodes"] == ["virtualnode-1"] and vn2_node_names(sim) == ["virtualnode-0", "virtualnode-1"]
+    out = vn("aks", "virtual-node", "prune", *IDS, "--yes").json()
+    assert "node/virtualnode-1" in out["deleted"] and vn2_node_names(sim) == ["virtualnode-0"]
+    assert "GhostNodes" not in codes(status(vn))
