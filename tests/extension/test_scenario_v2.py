@@ -400,3 +400,23 @@ def test_place_on_v2_and_prune_deletes_ghost_nodes(vn: Any, world: Any, tools: T
     out = vn("aks", "virtual-node", "prune", *IDS, "--yes").json()
     assert "node/virtualnode-1" in out["deleted"] and vn2_node_names(sim) == ["virtualnode-0"]
     assert "GhostNodes" not in codes(status(vn))
+
+
+# -- NAT gateway ---------------------------------------------------------------------------------------------
+def test_nat_gateway_is_validated_and_attached(vn: Any, sim: Any) -> None:
+    raw = vn2_world()
+    raw["resource_groups"][0]["nat_gateways"] = ["egress"]
+    raw["resource_groups"].append({"name": "far-rg", "location": "eastus", "nat_gateways": ["far"]})
+    sim.sim.load(raw)
+    far = f"/subscriptions/{SUB}/resourceGroups/far-rg/providers/Microsoft.Network/natGateways/far"
+    refused(vn, sim, *ENABLE, "--nat-gateway", far, expect="is in region 'eastus', not in the cluster's region")
+    res = vn(*ENABLE, "--nat-gateway", "egress")
+    st = res.json()
+    nat = f"{RG_ID}/providers/Microsoft.Network/natGateways/egress"
+    assert st["subnets"][0]["natGateway"].lower() == nat.lower() and "OutboundMissing" not in codes(st)
+    assert st["healthy"] is True and "no outbound internet" not in res.stderr
+    cg = locked(sim, lambda: sim.world.arm.get(CG_ID))["properties"]
+    assert cg["natGateway"]["id"].lower() == nat.lower() and cg["delegations"]
+    sim.reset_logs()
+    vn(*ENABLE, "--nat-gateway", "egress")
+    assert sim.writes() == []
