@@ -127,10 +127,6 @@ def connector(release: Release) -> Any:
                      rel.subnets[0] if rel.subnets else None, release)
 
 
-def ids_of(ctx: Ctx) -> str:
-    return ctx.ids
-
-
 # -- enable ----------------------------------------------------------------------------------------------------
 def check_cluster(ctx: Ctx, cluster: ClusterView) -> int:
     """Azure CNI node subnet, no authorized IP ranges; returns the Kubernetes minor."""
@@ -341,10 +337,9 @@ class V2Plan:  # pylint: disable=too-many-instance-attributes
     helm: Helm
 
 
-def plan_enable(ctx: Ctx, opts: Any, cluster: ClusterView) -> V2Plan:  # pylint: disable=too-many-locals
-    """Every read and check of enable --mode v2, before its first write."""
+def plan_enable(ctx: Ctx, opts: Any, cluster: ClusterView, minor: int) -> V2Plan:  # pylint: disable=too-many-locals
+    """Every read and check of enable --mode v2 after the cluster's own (``check_cluster``), before any write."""
     from azext_virtualnode.workflow import check_caller_rights, check_region_and_provider, plan_subnet
-    minor = check_cluster(ctx, cluster)
     helm = Helm.discover()
     release = opts.release or v2.RELEASE
     try:
@@ -396,9 +391,9 @@ def enable(ctx: Ctx, opts: Any) -> dict[str, Any] | None:
     deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
-    check_cluster(ctx, cluster)
+    minor = check_cluster(ctx, cluster)
     access_preflight(ctx, cluster, _writes(), "enable")
-    p = plan_enable(ctx, opts, cluster)
+    p = plan_enable(ctx, opts, cluster, minor)
     # ---- first write below this line ----
     resume = f"az aks virtual-node enable {ctx.ids} --mode v2"
     if p.needs_register:

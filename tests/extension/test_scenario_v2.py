@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +235,8 @@ def test_refuses_helm_2(vn: Any, world: Any, tmp_path: Path) -> None:
 
 @pytest.mark.vn2("vn2-small-nodes")
 def test_small_nodes_are_refused_before_any_write_with_the_numbers(vn: Any, world: Any) -> None:
-    err = refused(vn, world, *ENABLE, "--replicas", "2", expect="2 Virtual Nodes v2 infra pod(s) need 2.8 CPU / 9G each")
+    err = refused(vn, world, *ENABLE, "--replicas", "2",
+                  expect="2 Virtual Nodes v2 infra pod(s) need 2.8 CPU / 9G each")
     assert "but only 0 fit" in err and "Standard_D4s_v5" in err and "checked 3 of 3" in err
 
 
@@ -420,3 +420,23 @@ def test_nat_gateway_is_validated_and_attached(vn: Any, sim: Any) -> None:
     sim.reset_logs()
     vn(*ENABLE, "--nat-gateway", "egress")
     assert sim.writes() == []
+
+
+# -- status request count -------------------------------------------------------------------------------------
+def v2_status_requests(vn: Any, sim: Any, nodes: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    sim.sim.load(vn2_world(nodes=nodes))
+    vn(*ENABLE, "--replicas", "2")
+    sim.reset_logs()
+    st = status(vn)
+    assert st["healthy"] is True and len(st["nodes"]) == 2, st["problems"]
+    return {ep: sim.request_log(ep)["counts"] for ep in ("arm", "kube")}, sim.requests("kube")
+
+
+def test_v2_status_request_count_does_not_grow_with_the_cluster(vn: Any, sim: Any) -> None:
+    small, _ = v2_status_requests(vn, sim, 3)
+    large, entries = v2_status_requests(vn, sim, 12)
+    assert large == small
+    node_lists = [e for e in entries if e["path"] == "/api/v1/nodes" and e["method"] == "GET"]
+    assert node_lists and all("labelSelector=virtualization" in e["query"] for e in node_lists), node_lists
+    pod_lists = [e for e in entries if e["path"].endswith("/pods") and e["method"] == "GET"]
+    assert all("labelSelector=" in e["query"] or "fieldSelector=spec.nodeName" in e["query"] for e in pod_lists)

@@ -17,7 +17,8 @@ from azext_virtualnode.connectors.v2_mode import V2Release, azure_error
 from azext_virtualnode.kube_rest import view
 from azext_virtualnode.network import SubnetFacts
 
-CLUSTER = SimpleNamespace(id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c",
+CLUSTER = SimpleNamespace(id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/"
+                          "managedClusters/c",
                           name="c", resource_group="rg", location="westeurope", provisioning_state="Succeeded",
                           busy=False, network_plugin="azure", network_plugin_mode=None)
 SUBNET = SubnetFacts("/x/subnets/cg", "cg", [ipaddress.ip_network("10.2.0.0/16")],
