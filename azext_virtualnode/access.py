@@ -133,7 +133,7 @@ class Denial:
         if self.need is not None:
             where = f" in namespace '{self.namespace}'" if self.namespace else ""
             return f"'{self.need}'{where} ({self.need.action})"
-        return self.message
+        return f"make this request ({self.status}: {self.message})"
 
 
 def denial_of(exc: Any) -> Denial:
@@ -179,17 +179,7 @@ def missing_data_actions(permissions: list[dict[str, Any]], needs: Iterable[Need
 
 def ssar_denied(kube: Any, needs: Iterable[Need]) -> list[Need]:
     """The needs a SelfSubjectAccessReview says are not allowed (cluster-wide)."""
-    from kubernetes import client
-    api = client.AuthorizationV1Api(kube.api)
-    missing = []
-    for need in needs:
-        body = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=client.V1ResourceAttributes(verb=need.verb, resource=need.resource,
-                                                            group=need.group)))
-        review = kube._call(api.create_self_subject_access_review, body)  # pylint: disable=protected-access
-        if review is None or not review.status.allowed:
-            missing.append(need)
-    return missing
+    return [need for need in needs if not kube.access_allowed(need.verb, need.resource, need.group)]
 
 
 def preflight(ctx: Any, cluster: Any, needs: tuple[Need, ...], command: str) -> None:

@@ -170,13 +170,19 @@ def _arm_problems(f: Facts, ids: str) -> list[Problem]:
 
 
 def _denied(f: Facts) -> Problem:
-    from azext_virtualnode.access import denied_problem
-    return denied_problem(f.access_denied, f.cluster.id, f.caller)
+    from azext_virtualnode.access import authorization_mode, denied_problem
+    if authorization_mode(f.cluster.model) != "local":      # Entra ID: name the AKS RBAC role to grant
+        return denied_problem(f.access_denied, f.cluster.id, f.caller)
+    what = "; ".join(dict.fromkeys(f"{d.status}: {d.message}" for d in f.access_denied))
+    return Problem("ClusterAccessDenied", f"The Kubernetes API server denied access ({what}). The Kubernetes part "
+                   "of the status is incomplete.", LOCAL_ACCESS_HINT)
 
 
 def _kube_problems(f: Facts, ids: str) -> list[Problem]:
     if f.access_denied:
-        return [_denied(f)] + (_kube_checks(f, ids) if f.kube_error is None else [])
+        # The other checks only when every denied read is known (a check of what could not be read would lie).
+        known = f.kube_error is None and all(d.need is not None for d in f.access_denied)
+        return [_denied(f)] + (_kube_checks(f, ids) if known else [])
     if f.kube_error is not None:
         return [kube_error_problem(f, ids)]
     return _kube_checks(f, ids)
@@ -236,6 +242,11 @@ def _kube_checks(f: Facts, ids: str) -> list[Problem]:
     return out
 
 
+LOCAL_ACCESS_HINT = ("Your identity needs to read nodes, leases, pods and events in the cluster: with local "
+                     "accounts, the 'Azure Kubernetes Service Cluster User Role' on the cluster; with Kubernetes "
+                     "RBAC, a (Cluster)RoleBinding granting 'view' plus nodes and leases.")
+
+
 def kube_error_problem(f: Facts, ids: str, why: str = "", severity: str = ERROR) -> Problem:
     """ClusterUnreachable (no connection, DNS, TLS), ApiServerError (it answers, but 5xx/429 persisted) or
     ClusterAccessDenied (401/403), each with its own hint."""
@@ -247,9 +258,7 @@ def kube_error_problem(f: Facts, ids: str, why: str = "", severity: str = ERROR)
                        "powerState.code]\"' and Azure Service Health, or open a support request.", severity)
     if f.kube_error_code == "ClusterAccessDenied":
         return Problem("ClusterAccessDenied", f"The Kubernetes API server denied access{why}: {f.kube_error}.",
-                       "Your identity needs to read nodes, leases, pods and events in the cluster: with local "
-                       "accounts, the 'Azure Kubernetes Service Cluster User Role' on the cluster; with Kubernetes "
-                       "RBAC, a (Cluster)RoleBinding granting 'view' plus nodes and leases.", severity)
+                       LOCAL_ACCESS_HINT, severity)
     return Problem("ClusterUnreachable", f"The Kubernetes API server could not be reached{why}: {f.kube_error}.",
                    "For a private cluster or authorized IP ranges, run from a network that reaches the API "
                    "server; the Azure part of this status is still accurate.", severity)

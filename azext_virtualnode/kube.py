@@ -215,6 +215,13 @@ class Kube:
         found = self._get(url_path, **query)
         return [item.raw for item in (found.items or [])] if found else []
 
+    def access_allowed(self, verb: str, resource: str, group: str = "") -> bool:
+        """A SelfSubjectAccessReview: may the caller ``verb`` ``resource`` cluster-wide?"""
+        review = self._call(self.rest.post, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group}}})
+        return bool(review is not None and review.status and review.status.allowed)
+
     def namespace(self, name: str) -> Any | None:
         return self._get(f"/api/v1/namespaces/{quote(name)}")
 

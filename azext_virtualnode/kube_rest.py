@@ -48,16 +48,20 @@ class Resource:
 
 
 class Rest:
-    """GET/DELETE/watch by path through the ApiClient (auth headers and TLS as the client configures them)."""
+    """GET/POST/DELETE/watch by path through the ApiClient (auth headers and TLS as the client configures them)."""
 
     def __init__(self, api: Any) -> None:
         self.api = api
 
-    def _send(self, method: str, url_path: str, query: dict[str, Any] | None, timeout: Any) -> Any:
+    def _send(self, method: str, url_path: str, query: dict[str, Any] | None, timeout: Any,
+              body: dict[str, Any] | None = None) -> Any:
         from kubernetes.client.exceptions import ApiException
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         params = self.api.param_serialize(method=method, resource_path=url_path,
                                           query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
-                                          header_params={"Accept": "application/json"},
+                                          header_params=headers, body=body,
                                           auth_settings=["BearerToken"])
         resp = self.api.call_api(*params, _request_timeout=timeout)
         if not 200 <= resp.status <= 299:
@@ -71,6 +75,10 @@ class Rest:
 
     def get_text(self, url_path: str, query: dict[str, Any] | None = None, timeout: Any = None) -> str:
         return self._send("GET", url_path, query, timeout).read().decode(errors="replace")
+
+    def post(self, url_path: str, body: dict[str, Any], timeout: Any = None) -> Resource:
+        resp = self._send("POST", url_path, None, timeout, body)
+        return view(json.loads(resp.read() or b"{}"))
 
     def delete(self, url_path: str, timeout: Any = None) -> Resource:
         resp = self._send("DELETE", url_path, None, timeout)

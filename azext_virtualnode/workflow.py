@@ -325,6 +325,8 @@ def verify_ready(ctx: Ctx, deadline: float, timeout: int, node_name: str = ADDON
     except TimeoutError:
         raise diagnose(ctx, f"The virtual node did not become ready within {timeout}s.") from None
     except ClusterUnreachable as exc:
+        if ctx.deadline.expired:      # a read cut short by the deadline is the same timeout
+            raise diagnose(ctx, f"The virtual node did not become ready within {timeout}s.") from None
         raise diagnose(ctx, f"Could not verify the virtual node on the cluster: {exc}.") from None
 
 
