@@ -406,7 +406,8 @@ def enable(ctx: Ctx, opts: Any) -> dict[str, Any] | None:
                  f"{', NAT gateway' if 'natGateway' in plan.body['properties'] else ''})...")
         ctx.subnets.ensure_delegated(
             plan.id, plan.body, plan.etag,
-            lambda current: check_existing_subnet(SubnetFacts.of(current), None, plan.vnet.get("name", "")),
+            lambda current, vnet=plan.vnet.get("name", ""): check_existing_subnet(
+                SubnetFacts.of(current), None, vnet),
             wait=lambda poller, name=plan.name: wait_operation(ctx, poller, f"writing subnet '{name}'", resume))
         ctx.done.append(f"created/updated subnet '{plan.name}'")
     for name, nat in p.nat.items():
@@ -635,6 +636,7 @@ def status(ctx: Ctx, cluster: ClusterView, rel: V2Release) -> dict[str, Any]:
 
 
 # -- scale ------------------------------------------------------------------------------------------------------
+# pylint: disable-next=too-many-positional-arguments,too-many-locals
 def scale(ctx: Ctx, replicas: int, force: bool, yes: bool, timeout: int, no_wait: bool,
           confirm: Callable[[str, bool], None] | None = None) -> dict[str, Any] | None:
     from azext_virtualnode.workflow import _confirm, detect
@@ -785,6 +787,7 @@ class installed_chart:  # pylint: disable=invalid-name
 
 
 # -- disable ---------------------------------------------------------------------------------------------------
+# pylint: disable-next=too-many-positional-arguments,too-many-locals
 def disable(ctx: Ctx, cluster: ClusterView, release: Release, delete_subnet: bool, force: bool, yes: bool,
             confirm: Callable[[str, bool], None] | None = None) -> dict[str, Any]:
     from azext_virtualnode.workflow import _confirm
