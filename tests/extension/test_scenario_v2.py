@@ -349,6 +349,12 @@ def test_disable_removes_release_nodes_roles_and_subnet_then_nothing_to_do(vn: A
     sim = world
     vn(*ENABLE, "--replicas", "2")
     principal = kubelet(sim)["objectId"]
+    # the modes exclude each other: the add-on and the legacy chart refuse while v2 runs, naming disable
+    legacy = str(Path(CHART).parent / "virtual-kubelet-azure-aci")
+    for args in ([], ["--mode", "chart", "--chart", legacy]):
+        err = refused(vn, sim, "aks", "virtual-node", "enable", *IDS, *args,
+                      expect="Virtual Nodes v2 is installed on cluster 'aks-vn2' (Helm release 'virtualnode'")
+        assert f"az aks virtual-node disable -g {RG} -n {NAME}" in err
     # an administrator's own grant is left alone
     vn("role", "assignment", "create", "--assignee-object-id", principal, "--assignee-principal-type",
        "ServicePrincipal", "--role", "Reader", "--scope", NODE_RG_ID)
@@ -440,3 +446,11 @@ def test_v2_status_request_count_does_not_grow_with_the_cluster(vn: Any, sim: An
     assert node_lists and all("labelSelector=virtualization" in e["query"] for e in node_lists), node_lists
     pod_lists = [e for e in entries if e["path"].endswith("/pods") and e["method"] == "GET"]
     assert all("labelSelector=" in e["query"] or "fieldSelector=spec.nodeName" in e["query"] for e in pod_lists)
+
+
+def test_verify_timeout_names_each_replica_and_why(vn: Any, world: Any) -> None:
+    vn(*ENABLE, "--replicas", "2", "--skip-role-assignment", "--no-wait")
+    res = vn("aks", "virtual-node", "wait", *IDS, "--ready", "--timeout", "8", check=False)
+    assert res.returncode == 1 and "did not become ready within 8s" in res.stderr, res.stderr
+    assert "still missing: virtualnode-0: infra pod" in res.stderr and "virtualnode-1" in res.stderr
+    assert "[RoleMissing]" in res.stderr and "AuthorizationFailed" in res.stderr
