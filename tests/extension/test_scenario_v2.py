@@ -214,7 +214,7 @@ def test_refuses_v2_while_the_addon_is_on_and_scale_on_addon_mode(vn: Any, sim: 
     assert "mode 'addon'" in err
 
 
-def test_refuses_v2_while_the_legacy_chart_runs_and_the_chart_while_v2_runs(vn: Any, world: Any) -> None:
+def test_refuses_v2_while_the_legacy_chart_runs(vn: Any, world: Any) -> None:
     legacy = str(Path(CHART).parent / "virtual-kubelet-azure-aci")
     vn("aks", "virtual-node", "enable", *IDS, "--mode", "chart", "--chart", legacy, "--no-wait")
     err = refused(vn, world, *ENABLE, expect="The legacy ACI connector chart is installed")
