@@ -45,6 +45,16 @@ examples:
     text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode chart --chart ./virtual-kubelet-azure-aci-1.6.4.tgz --release vk --namespace vk-azure-aci --node-name virtual-node-aci-linux-helm
   - name: Run the chart's connector as a user-assigned identity assigned to the node pool
     text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode chart --identity /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/MyResourceGroup/providers/Microsoft.ManagedIdentity/userAssignedIdentities/MyIdentity
+  - name: Install Virtual Nodes v2 with the VN2 docs' defaults (subnet cg, release virtualnode, namespace vn2) and 2 nodes
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode v2 --replicas 2
+  - name: Virtual Nodes v2 on two ACI subnets with an existing NAT gateway for outbound traffic
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode v2 --subnet-name cg,cg2 --nat-gateway MyNatGateway
+  - name: Virtual Nodes v2 on a new subnet with a given prefix, a pinned chart version, release and namespace
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode v2 --subnet-name cg --subnet-cidr 10.2.0.0/16 --chart-version 1.3409.26080501 --release virtualnode --namespace vn2
+  - name: Virtual Nodes v2 from a local clone of the chart, granting the roles to a given identity
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode v2 --chart ./virtualnodesOnAzureContainerInstances/Helm/virtualnode --identity /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/MyResourceGroup/providers/Microsoft.ManagedIdentity/userAssignedIdentities/MyIdentity
+  - name: Virtual Nodes v2 where an administrator grants the roles, without waiting
+    text: az aks virtual-node enable -g MyResourceGroup -n MyCluster --mode v2 --skip-role-assignment --no-wait --timeout 900
 """
 
 helps["aks virtual-node disable"] = """
@@ -135,4 +145,23 @@ examples:
     text: az aks virtual-node prune -g MyResourceGroup -n MyCluster --dry-run
   - name: Delete the orphaned container groups without a prompt
     text: az aks virtual-node prune -g MyResourceGroup -n MyCluster --yes
+"""
+
+helps["aks virtual-node scale"] = """
+type: command
+short-summary: Change the number of Virtual Nodes v2 nodes (mode v2 only).
+long-summary: >-
+    Up: checks that the new infra pods fit (2.8 CPU / 9G each on regular Linux nodes), runs 'helm upgrade' with
+    the new replicaCount (the installed chart and values otherwise unchanged) and waits for the new nodes.
+    Down: cordons the nodes that go (the highest ordinals), refuses while pods other than DaemonSet pods run
+    on them unless --force (then evicts them through the Eviction API, respecting PodDisruptionBudgets, and
+    reports which), upgrades, waits for their infra pods to go and deletes the node objects the chart leaves
+    behind (ghost nodes, which stay Ready). Scaling to the current count changes nothing.
+examples:
+  - name: Scale Virtual Nodes v2 to 3 nodes
+    text: az aks virtual-node scale -g MyResourceGroup -n MyCluster --replicas 3
+  - name: Scale down to 1 node, evicting the pods on the nodes that go, without a prompt
+    text: az aks virtual-node scale -g MyResourceGroup -n MyCluster --replicas 1 --force --yes
+  - name: Scale without waiting for the new nodes, or with a longer wait
+    text: az aks virtual-node scale -g MyResourceGroup -n MyCluster --replicas 4 --no-wait --timeout 900
 """

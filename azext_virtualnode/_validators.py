@@ -47,10 +47,17 @@ _CHART_OPTIONS = (("chart", "--chart"), ("chart_version", "--chart-version"), ("
 
 
 def validate_chart_options(namespace: Any) -> None:
-    if getattr(namespace, "mode", "addon") != "chart":
+    mode = getattr(namespace, "mode", "addon")
+    v2_given = [option for attr, option in _V2_OPTIONS if getattr(namespace, attr, None)]
+    if v2_given and mode != "v2":
+        raise InvalidArgumentValueError(f"{', '.join(v2_given)} only apply with --mode v2.")
+    if mode == "v2" and getattr(namespace, "node_name", None):
+        raise InvalidArgumentValueError("--node-name only applies with --mode chart: Virtual Nodes v2 names its nodes "
+                                        "<release>-<ordinal> (e.g. virtualnode-0).")
+    if mode not in ("chart", "v2"):
         given = [option for attr, option in _CHART_OPTIONS if getattr(namespace, attr, None)]
         if given:
-            raise InvalidArgumentValueError(f"{', '.join(given)} only apply with --mode chart.")
+            raise InvalidArgumentValueError(f"{', '.join(given)} only apply with --mode chart or --mode v2.")
         return
     identity = getattr(namespace, "identity", None)
     if identity and not _IDENTITY_ID.match(identity):
@@ -69,8 +76,44 @@ def validate_chart_options(namespace: Any) -> None:
                 "digit.")
 
 
+_V2_OPTIONS = (("replicas", "--replicas"), ("nat_gateway", "--nat-gateway"))
+MAX_REPLICAS = 30     # 30 virtual nodes x 200 pods: 6,000 ACI pods, and 30 infra pods of 2.8 CPU / 9G on the VMs
+
+
+def replicas_type(value: str) -> int:
+    """--replicas: a whole number from 1 to MAX_REPLICAS (a usage error otherwise: exit code 2)."""
+    import argparse
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 1 <= number <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_REPLICAS}, not '{value}' (each replica is one virtual node of "
+            f"200 pods whose kubelet pod needs 2.8 CPU / 9G on the cluster's own nodes; {MAX_REPLICAS} nodes hold "
+            "6,000 pods — beyond that, split the work across clusters).")
+    return number
+
+
+def validate_v2_subnets(namespace: Any) -> None:
+    text = getattr(namespace, "subnet_name", None)
+    if text is None:
+        return
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise InvalidArgumentValueError(f"--subnet-name '{text}' has an empty name; give NAME[,NAME...].")
+    for name in names:
+        validate_subnet_name(type("Args", (), {"subnet_name": name})())
+
+
 def validate_enable(namespace: Any) -> None:
-    validate_subnet_name(namespace)
+    if getattr(namespace, "mode", "addon") == "v2":
+        validate_v2_subnets(namespace)
+        if getattr(namespace, "subnet_cidr", None) and "," in (getattr(namespace, "subnet_name", None) or ""):
+            raise InvalidArgumentValueError("--subnet-cidr applies to one new subnet; with several --subnet-name "
+                                            "values create the extra subnets first.")
+    else:
+        validate_subnet_name(namespace)
     validate_subnet_cidr(namespace)
     validate_positive("--timeout", "timeout")(namespace)
     validate_chart_options(namespace)

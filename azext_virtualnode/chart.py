@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from azure.cli.core.azclierror import InvalidArgumentValueError, ValidationError
@@ -329,6 +329,7 @@ class Release:  # pylint: disable=too-many-instance-attributes
     chart_version: str
     config: dict[str, Any]        # the values the user (this extension) supplied
     values: dict[str, Any]        # chart defaults with ``config`` merged in
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)   # Helm's whole record
 
     @classmethod
     def of(cls, record: dict[str, Any]) -> "Release":
@@ -337,7 +338,7 @@ class Release:  # pylint: disable=too-many-instance-attributes
         config = record.get("config") or {}
         return cls(record.get("name", ""), record.get("namespace", ""), int(record.get("version") or 0),
                    (record.get("info") or {}).get("status", ""), meta.get("name", ""), str(meta.get("version", "")),
-                   config, merge_values(chart.get("values") or {}, config))
+                   config, merge_values(chart.get("values") or {}, config), record)
 
     @property
     def namespace(self) -> str:
@@ -380,9 +381,11 @@ def fullname(release: str, chart: str = CHART_NAME) -> str:
     return f"{release}-{chart}"[:63].rstrip("-")
 
 
-def releases_from(secrets: Iterable[tuple[str, dict[str, str], dict[str, str]]]) -> list[Release]:
-    """The newest live revision of every release of this chart, from (namespace, labels, data) of Helm's
-    Secrets."""
+def releases_from(secrets: Iterable[tuple[str, dict[str, str], dict[str, str]]],
+                  chart_names: Iterable[str] = (CHART_NAME,)) -> list[Release]:
+    """The newest live revision of every release of the given charts (default: this one), from (namespace,
+    labels, data) of Helm's Secrets."""
+    names = set(chart_names)
     newest: dict[tuple[str, str], tuple[int, str]] = {}
     for namespace, labels, data in secrets:
         if labels.get("owner") != "helm" or labels.get("status") not in LIVE_STATES or "release" not in (data or {}):
@@ -397,11 +400,12 @@ def releases_from(secrets: Iterable[tuple[str, dict[str, str], dict[str, str]]])
             release = Release.of(decode_release(encoded))
         except (ValueError, OSError, EOFError):  # not a Helm 3 record we can read: not ours
             continue
-        if release.chart_name == CHART_NAME:
+        if release.chart_name in names:
             found.append(release)
     return sorted(found, key=lambda r: (r.release_namespace, r.name))
 
 
-def find_releases(kube: Any) -> list[Release]:
-    """Releases of ``virtual-kubelet-azure-aci`` on the cluster (one list call, selector-scoped)."""
-    return releases_from(kube.helm_release_secrets(RELEASE_SELECTOR))
+def find_releases(kube: Any, chart_names: Iterable[str] = (CHART_NAME,)) -> list[Release]:
+    """Releases of ``virtual-kubelet-azure-aci`` (or of ``chart_names``) on the cluster (one list call,
+    selector-scoped)."""
+    return releases_from(kube.helm_release_secrets(RELEASE_SELECTOR), chart_names)

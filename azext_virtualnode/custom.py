@@ -19,12 +19,14 @@ def enable_virtual_node(cmd: Any, resource_group_name: str, name: str, subnet_na
                         timeout: int = DEFAULT_TIMEOUT, no_wait: bool = False, mode: str = "addon",
                         chart: str | None = None, chart_version: str | None = None, release: str | None = None,
                         connector_namespace: str | None = None, node_name: str | None = None,
-                        identity: str | None = None) -> dict[str, Any] | None:
+                        identity: str | None = None, replicas: int | None = None,
+                        nat_gateway: str | None = None) -> dict[str, Any] | None:
     from azext_virtualnode.workflow import EnableOptions, enable
     return enable(_ctx(cmd, resource_group_name, name), EnableOptions(
         subnet_name=subnet_name, subnet_cidr=subnet_cidr, skip_role_assignment=skip_role_assignment, timeout=timeout,
         no_wait=no_wait, mode=mode, chart=chart, chart_version=chart_version, release=release,
-        namespace=connector_namespace, node_name=node_name, identity=identity))
+        namespace=connector_namespace, node_name=node_name, identity=identity, replicas=replicas,
+        nat_gateway=nat_gateway))
 
 
 def disable_virtual_node(cmd: Any, resource_group_name: str, name: str, delete_subnet: bool = False,
@@ -55,3 +57,10 @@ def prune_virtual_node(cmd: Any, resource_group_name: str, name: str, dry_run: b
                        yes: bool = False) -> dict[str, Any]:
     from azext_virtualnode.workload_ops import prune
     return prune(_ctx(cmd, resource_group_name, name), dry_run, yes)
+
+
+def scale_virtual_node(cmd: Any, resource_group_name: str, name: str, replicas: int, force: bool = False,
+                       yes: bool = False, timeout: int = DEFAULT_TIMEOUT,
+                       no_wait: bool = False) -> dict[str, Any] | None:
+    from azext_virtualnode.connectors.v2_mode import scale
+    return scale(_ctx(cmd, resource_group_name, name), replicas, force, yes, timeout, no_wait)

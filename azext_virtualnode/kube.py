@@ -246,9 +246,19 @@ class Kube:
         items.sort(key=_event_time)
         return items[-limit:]
 
-    def pod_log_tail(self, namespace: str, pod_name: str, lines: int = 5) -> str:
+    def pod_log_tail(self, namespace: str, pod_name: str, lines: int = 5, container: str | None = None) -> str:
         return self._call(self.rest.get_text, f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod_name)}/log",
-                          {"tailLines": lines}) or ""
+                          {"tailLines": lines, "container": container}) or ""
+
+    # -- generic reads and writes by path (Virtual Nodes v2: connectors/v2_kube.py) --------------------------
+    def get(self, url_path: str, **query: Any) -> Any | None:
+        """GET ``url_path`` (a named object or a selector-scoped list); None on 404; transient errors retried."""
+        return self._get(url_path, **query)
+
+    def write(self, method: str, url_path: str, body: dict[str, Any], content_type: str = "application/json") -> Any:
+        """POST/PATCH ``body``; None on 404. Other API errors raise ``ApiException`` (e.g. 429 for an eviction a
+        PodDisruptionBudget blocks); transient errors are retried."""
+        return self._call(self.rest.write, method, url_path, body, content_type)
 
     def wait_node(self, name: str, deadline: float, want: Callable[[Any | None], bool]) -> Any | None:
         """Watch the node until ``want(node_or_None)`` holds; returns it. Raises TimeoutError at ``deadline``."""

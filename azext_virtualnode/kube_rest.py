@@ -84,6 +84,19 @@ class Rest:
         resp = self._send("DELETE", url_path, None, timeout)
         return view(json.loads(resp.read() or b"{}"))
 
+    def write(self, method: str, url_path: str, body: dict[str, Any], content_type: str = "application/json",
+              timeout: Any = None) -> Resource:
+        """POST/PATCH/PUT a JSON ``body`` (``content_type``: e.g. application/merge-patch+json for PATCH)."""
+        from kubernetes.client.exceptions import ApiException
+        params = self.api.param_serialize(method=method, resource_path=url_path, body=body,
+                                          header_params={"Accept": "application/json", "Content-Type": content_type},
+                                          auth_settings=["BearerToken"])
+        resp = self.api.call_api(*params, _request_timeout=timeout)
+        if not 200 <= resp.status <= 299:
+            resp.read()
+            raise ApiException(http_resp=resp)
+        return view(json.loads(resp.read() or b"{}"))
+
     def watch(self, url_path: str, query: dict[str, Any], timeout: Any = None) -> Iterator[dict[str, Any]]:
         """Events of ``?watch=1`` as {"type", "object"}; an ERROR event raises ApiException with its code."""
         from kubernetes.client.exceptions import ApiException

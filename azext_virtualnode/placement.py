@@ -56,7 +56,7 @@ MODES: dict[str, ModeTarget] = {
     "addon": _V1,
     "chart": ModeTarget("chart", _V1.node_selector, _V1.tolerations, _V1.regular_nodes, _V1.taints,
                         description="the virtual-kubelet-azure-aci chart"),
-    # Virtual Nodes v2 (reference virtual-nodes-v2.md section 4); not installable by this extension yet.
+    # Virtual Nodes v2 (reference virtual-nodes-v2.md section 4; installed with enable --mode v2).
     "v2": ModeTarget("v2", V2_NODE_SELECTOR, V2_TOLERATIONS,
                      {"key": "virtualization", "operator": "NotIn", "values": ["virtualnode2"]},
                      ({"key": TAINT_KEY, "effect": "NoSchedule"},), unsupported_checks=False,

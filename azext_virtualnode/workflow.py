@@ -21,23 +21,24 @@ from knack.log import get_logger
 from knack.util import CLIError
 
 from azext_virtualnode import _client_factory as cf
-from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CHART_NAME, CHART_NAMESPACE, CHART_NODE_NAME,
-                                       CHART_RELEASE, CONNECTOR_LABEL_SELECTOR, CONNECTOR_NAMESPACE,
-                                       DEFAULT_SUBNET_NAME, DEFAULT_TIMEOUT, HELM_RELEASE_NAMESPACE,
-                                       NETWORK_API_VERSION, NETWORK_CONTRIBUTOR)
+from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CHART_NAME, CHART_NODE_NAME,
+                                       CONNECTOR_LABEL_SELECTOR, CONNECTOR_NAMESPACE, DEFAULT_SUBNET_NAME,
+                                       DEFAULT_TIMEOUT, NETWORK_API_VERSION, NETWORK_CONTRIBUTOR)
 from azext_virtualnode.access import CHART_WRITES, READS, caller_name, denial_of
 from azext_virtualnode.access import preflight as cluster_access_preflight
 from azext_virtualnode.addon import ClusterView, require_azure_cni, set_addon, wait_until_idle
-from azext_virtualnode.chart import (ChartSettings, Helm, Release, chart_values, find_releases, fullname,
-                                     resolve_chart)
+from azext_virtualnode.chart import Helm, Release, find_releases
+from azext_virtualnode.connectors import Mode
+from azext_virtualnode.connectors.v2 import CHART_NAME as V2_CHART
+from azext_virtualnode.connectors.addon import AddonEnable, finite
+from azext_virtualnode.connectors.chart import ChartEnable
 from azext_virtualnode.context import Ctx, Deadline, Timeout, Waiting, node_resource_group_id, progress
 from azext_virtualnode.health import Facts, PodFacts, Sources, build_status, evaluate, gather
-from azext_virtualnode.identity import (GROUPS_NEED, SUBNET_NEED, chart_identity, connector_identity, ensure_role,
-                                        identity_by_client_id, role_state)
+from azext_virtualnode.identity import connector_identity, identity_by_client_id, role_state
 from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable
 from azext_virtualnode.lro import poll_interval
 from azext_virtualnode.network import (SubnetFacts, check_cidr_fits, check_existing_subnet, first_free_block,
-                                       parse_cidr, subnet_body, subnet_prefixes)
+                                       parse_cidr, subnet_body)
 from azext_virtualnode.operations import timeout_error, wait_operation
 from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE, MissingRight, action_allowed,
                                      caller_object_id, missing_rights_error)
@@ -68,8 +69,9 @@ def chart_connector(release: Release) -> Connector:
 
 
 def chart_releases(ctx: Ctx) -> list[Release]:
+    """Releases of the legacy chart and of Virtual Nodes v2 (mode v2), from one list of Helm's records."""
     with ctx.kube() as kube:
-        return find_releases(kube)
+        return find_releases(kube, (CHART_NAME, V2_CHART))
 
 
 def detect(ctx: Ctx, cluster: ClusterView) -> Connector | None:
@@ -78,6 +80,9 @@ def detect(ctx: Ctx, cluster: ClusterView) -> Connector | None:
     if cluster.addon_enabled:
         return addon_connector(cluster)
     releases = chart_releases(ctx)
+    if releases and releases[0].chart_name == V2_CHART:
+        from azext_virtualnode.connectors.v2_mode import connector
+        return connector(releases[0])
     return chart_connector(releases[0]) if releases else None
 
 
@@ -124,6 +129,9 @@ def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
         except ClusterUnreachable as exc:
             conn, kube_error, code = None, str(exc), exc.code
             denied = exc if isinstance(exc, ClusterAccessDenied) else None
+        if conn is not None and conn.mode == "v2":
+            from azext_virtualnode.connectors.v2_mode import V2Release, status as v2_status
+            return v2_status(ctx, cluster, V2Release(conn.release))
         facts = collect(ctx, cluster, conn, kube_error)
         facts.kube_error_code = facts.kube_error_code if kube_error is None else code
     finally:
@@ -218,16 +226,21 @@ class EnableOptions:  # pylint: disable=too-many-instance-attributes
     namespace: str | None = None
     node_name: str | None = None
     identity: str | None = None
+    replicas: int | None = None          # mode v2
+    nat_gateway: str | None = None       # mode v2
 
 
 def enable(ctx: Ctx, opts: EnableOptions) -> dict[str, Any] | None:
+    if opts.mode == "v2":
+        from azext_virtualnode.connectors import v2_mode
+        return v2_mode.enable(ctx, opts)
     ctx.deadline = Deadline(opts.timeout)
     deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
                               on_wait=progress)
     require_azure_cni(cluster)
     cluster_access_preflight(ctx, cluster, READS + (CHART_WRITES if opts.mode == "chart" else ()), "enable")
-    mode = (ChartEnable if opts.mode == "chart" else AddonEnable)(ctx, opts, deadline)
+    mode: Mode = (ChartEnable if opts.mode == "chart" else AddonEnable)(ctx, opts, deadline)
     current_subnet = mode.preflight(cluster)
     plan = plan_subnet(ctx, cluster, opts.subnet_name or current_subnet or DEFAULT_SUBNET_NAME, opts.subnet_cidr)
     needs_register = check_region_and_provider(ctx, cluster)
@@ -289,229 +302,6 @@ def register_provider(ctx: Ctx, deadline: float) -> None:
                                     f"with 'az provider show -n {ACI_PROVIDER} --query registrationState').",
                                     f"registration of {ACI_PROVIDER}", f"az aks virtual-node enable {ctx.ids}")
             time.sleep(2)
-
-
-# -- enable: the managed add-on -----------------------------------------------------------------------------
-class AddonEnable:
-    """Mode ``addon``: a managed-cluster PUT turns the connector on; AKS creates its identity."""
-    node_name = ADDON_NODE_NAME
-    connector_namespace, connector_selector = CONNECTOR_NAMESPACE, CONNECTOR_LABEL_SELECTOR
-
-    def __init__(self, ctx: Ctx, opts: EnableOptions, deadline: float) -> None:
-        self.ctx, self.opts, self.deadline = ctx, opts, deadline
-        self.identity: dict[str, Any] | None = None
-        self.was_installed = False
-
-    def preflight(self, cluster: ClusterView) -> str | None:
-        ctx, name = self.ctx, self.opts.subnet_name or cluster.addon_subnet or DEFAULT_SUBNET_NAME
-        if cluster.addon_enabled and (cluster.addon_subnet or "").lower() != name.lower():
-            raise ValidationError(
-                f"Virtual nodes are already enabled on cluster '{ctx.name}' with subnet '{cluster.addon_subnet}'. To "
-                f"move to subnet '{name}', first run 'az aks virtual-node disable {ctx.ids}' (add --delete-subnet to "
-                f"remove the old subnet), then 'az aks virtual-node enable {ctx.ids} --subnet-name {name}'.")
-        if not cluster.addon_enabled:
-            refuse_if_chart_installed(ctx)
-        self.was_installed = cluster.addon_enabled
-        return cluster.addon_subnet
-
-    def prepare(self, cluster: ClusterView, plan: SubnetPlan) -> None:  # pylint: disable=unused-argument
-        self.identity = None if cluster.is_msi else connector_identity(self.ctx, cluster)
-
-    def rights(self, cluster: ClusterView) -> list[tuple[str, str]]:
-        needs = [] if self.opts.skip_role_assignment else [(ROLE_ASSIGNMENT_WRITE, cluster.vnet_id)]
-        return needs + ([] if cluster.addon_enabled else [(CLUSTER_WRITE, cluster.id)])
-
-    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> bool:
-        """Turn the add-on on and grant its role; True when a missing role was granted."""
-        if not cluster.addon_enabled:
-            cluster = turn_on_addon(self.ctx, cluster, plan.name, self.opts.no_wait)
-        if self.opts.skip_role_assignment:
-            return False
-        identity = self.identity or wait_for_identity(self.ctx, cluster, self.deadline)
-        return ensure_role(self.ctx, identity, plan.id, cluster, self.deadline)
-
-
-def refuse_if_chart_installed(ctx: Ctx) -> None:
-    """Two connectors must not share a subnet: no add-on while a chart release runs."""
-    try:
-        releases = chart_releases(ctx)
-    except ClusterUnreachable as exc:
-        progress(f"Warning: could not check the cluster for a chart-installed connector ({exc}); continuing.")
-        return
-    if releases:
-        r = releases[0]
-        raise ValidationError(
-            f"A self-managed ACI connector is installed on cluster '{ctx.name}' (Helm release '{r.name}' of chart "
-            f"{CHART_NAME} in namespace '{r.release_namespace}'); the add-on would run a second connector on the same "
-            f"subnet. Remove it first with 'az aks virtual-node disable {ctx.ids}', then enable the add-on, or keep "
-            "the chart ('az aks virtual-node enable ... --mode chart').")
-
-
-def _finite(at: float) -> float | None:
-    return at if at != float("inf") else None
-
-
-def turn_on_addon(ctx: Ctx, cluster: ClusterView, subnet: str, no_wait: bool) -> ClusterView:
-    poller = set_addon(ctx.clusters, ctx.resource_group, cluster, subnet, no_wait=no_wait,
-                       deadline=_finite(ctx.deadline.at))
-    if no_wait:
-        return ClusterView(poller.result())
-    progress("Turning on the ACI connector add-on...")
-    result = wait_operation(ctx, poller, f"turning on the ACI connector add-on of cluster '{ctx.name}'",
-                            f"az aks virtual-node enable {ctx.ids}")
-    ctx.done.append("turned on the ACI connector add-on")
-    return ClusterView(result)
-
-
-def wait_for_identity(ctx: Ctx, cluster: ClusterView, deadline: float) -> dict[str, Any]:
-    identity = connector_identity(ctx, cluster)
-    while identity is None:
-        if time.monotonic() > deadline:
-            raise timeout_error(ctx, f"Cluster '{ctx.name}' did not report the ACI connector identity in time.",
-                                None, f"az aks virtual-node enable {ctx.ids}")
-        time.sleep(2)
-        identity = connector_identity(ctx, ctx.cluster())
-    return identity
-
-
-# -- enable: the chart ----------------------------------------------------------------------------------------
-class ChartEnable:  # pylint: disable=too-many-instance-attributes
-    """Mode ``chart``: ``helm upgrade --install`` of virtual-kubelet-azure-aci, running as the kubelet identity (or
-    the given one), which gets its roles from this extension instead of from AKS."""
-
-    def __init__(self, ctx: Ctx, opts: EnableOptions, deadline: float) -> None:
-        self.ctx, self.opts, self.deadline = ctx, opts, deadline
-        self.release = opts.release or CHART_RELEASE
-        self.node_name = opts.node_name or CHART_NODE_NAME
-        self.namespace = opts.namespace or CHART_NAMESPACE
-        self.existing: Release | None = None
-        self.helm: Helm | None = None
-        self.chart: Any = None
-        self.identity: dict[str, Any] = {}
-        self.values: dict[str, Any] = {}
-
-    @property
-    def connector_namespace(self) -> str:
-        return self.namespace
-
-    @property
-    def connector_selector(self) -> str:
-        return f"app={fullname(self.release)}"
-
-    @property
-    def was_installed(self) -> bool:
-        return self.existing is not None
-
-    def preflight(self, cluster: ClusterView) -> str | None:
-        ctx = self.ctx
-        if cluster.addon_enabled:
-            raise ValidationError(
-                f"The managed ACI connector add-on is enabled on cluster '{ctx.name}'; a chart-installed connector "
-                f"would run a second connector on the same subnet. Run 'az aks virtual-node disable {ctx.ids}' "
-                "first, then enable with --mode chart.")
-        self.helm = Helm.discover()
-        self.chart = resolve_chart(self.opts.chart, self.opts.chart_version)
-        try:
-            with ctx.kube() as kube:
-                self._check_releases(find_releases(kube))
-                self._check_namespace(kube.namespace(self.namespace))
-        except ClusterUnreachable as exc:
-            raise ValidationError(f"Cannot reach the Kubernetes API server of cluster '{ctx.name}' ({exc}), which "
-                                  "Helm needs. Run from a network that reaches it. Nothing was changed.") from None
-        self.identity = self._current_identity(cluster) or chart_identity(ctx, cluster, self.opts.identity)
-        return self.existing.subnet_name if self.existing else None
-
-    def _current_identity(self, cluster: ClusterView) -> dict[str, Any] | None:
-        """On a re-run without --identity, the identity the installed release already uses (like its subnet,
-        namespace and node name, it stays unless given anew)."""
-        if self.opts.identity or self.existing is None or not self.existing.identity_client_id:
-            return None
-        return identity_by_client_id(self.ctx, cluster, self.existing.identity_client_id)
-
-    def _check_releases(self, releases: list[Release]) -> None:
-        mine = [r for r in releases if r.name == self.release and r.release_namespace == HELM_RELEASE_NAMESPACE]
-        others = [r for r in releases if r not in mine]
-        if others:
-            r = others[0]
-            raise ValidationError(
-                f"Chart {CHART_NAME} is already installed on cluster '{self.ctx.name}' as Helm release '{r.name}' "
-                f"(namespace '{r.release_namespace}', node '{r.node_name}'). Two connectors would share the subnet. "
-                f"Re-run with --release {r.name} to update it, or remove it with 'az aks virtual-node disable "
-                f"{self.ctx.ids}'.")
-        self.existing = mine[0] if mine else None
-        if self.existing:
-            self.namespace = self.opts.namespace or self.existing.namespace
-            self.node_name = self.opts.node_name or self.existing.node_name
-
-    def _check_namespace(self, namespace: Any | None) -> None:
-        """The chart creates (and on uninstall deletes) its namespace, so it must not exist unless Helm made it
-        for this release."""
-        if namespace is None:
-            return
-        meta = namespace.metadata
-        annotations, labels = meta.annotations or {}, meta.labels or {}
-        if labels.get("app.kubernetes.io/managed-by") == "Helm" and \
-                annotations.get("meta.helm.sh/release-name") == self.release and \
-                annotations.get("meta.helm.sh/release-namespace") == HELM_RELEASE_NAMESPACE:
-            return
-        raise ValidationError(
-            f"Namespace '{self.namespace}' already exists and was not created by Helm release '{self.release}'. The "
-            f"chart creates its own namespace and deletes it on uninstall, so it needs one that does not exist yet: "
-            f"pass another --namespace (default '{CHART_NAMESPACE}'). Nothing was changed.")
-
-    def prepare(self, cluster: ClusterView, plan: SubnetPlan) -> None:
-        vnet_parts = (cluster.vnet_id or "").split("/")
-        master = cluster.model.fqdn or getattr(cluster.model, "private_fqdn", None)
-        if not master:
-            raise ValidationError(f"Cluster '{self.ctx.name}' reports no API server FQDN (needed for MASTER_URI).")
-        net = cluster.model.network_profile
-        self.values = chart_values(ChartSettings(
-            namespace=self.namespace, node_name=self.node_name, aci_resource_group=cluster.node_resource_group,
-            aci_region=cluster.location.replace(" ", "").lower(), master_uri=f"https://{master}:443",
-            vnet_resource_group=vnet_parts[4] if len(vnet_parts) > 4 else "", vnet_name=vnet_parts[-1],
-            subnet_name=plan.name, subnet_cidr=plan.prefix, cluster_cidr=pod_cidr(cluster, plan.vnet),
-            kube_dns_ip=(net.dns_service_ip if net else None) or "10.0.0.10",
-            identity_client_id=None if self.identity["kind"] == "servicePrincipal" else self.identity["clientId"]))
-
-    def rights(self, cluster: ClusterView) -> list[tuple[str, str]]:
-        if self.opts.skip_role_assignment:
-            return []
-        return [(ROLE_ASSIGNMENT_WRITE, cluster.vnet_id), (ROLE_ASSIGNMENT_WRITE, node_resource_group_id(cluster))]
-
-    def apply(self, cluster: ClusterView, plan: SubnetPlan) -> bool:
-        """Grant the roles and install/upgrade the release; True when a missing role was granted."""
-        ctx, granted = self.ctx, False
-        if not self.opts.skip_role_assignment:
-            granted = ensure_role(ctx, self.identity, plan.id, cluster, self.deadline, SUBNET_NEED)
-            granted = ensure_role(ctx, self.identity, node_resource_group_id(cluster), cluster, self.deadline,
-                                  GROUPS_NEED) or granted
-        if self._up_to_date():
-            progress(f"Helm release '{self.release}' is up to date.")
-            return granted
-        assert self.helm is not None
-        progress(f"Installing chart {CHART_NAME} {self.chart.version or ''} as Helm release '{self.release}' "
-                 f"(namespace '{self.namespace}', node '{self.node_name}')...")
-        self.helm.upgrade_install(self.release, self.chart, HELM_RELEASE_NAMESPACE, self.values, ctx.kubeconfig(),
-                                  max(self.deadline - time.monotonic(), 1))
-        ctx.done.append(f"installed Helm release '{self.release}'")
-        return granted
-
-    def _up_to_date(self) -> bool:
-        r = self.existing
-        return bool(r and r.status == "deployed" and r.config == self.values and self.chart.version and
-                    r.chart_version == self.chart.version)
-
-
-def pod_cidr(cluster: ClusterView, vnet: dict[str, Any]) -> str:
-    """The range pods take addresses from: Azure CNI gives them node-subnet (or pod-subnet) addresses."""
-    pools = cluster.model.agent_pool_profiles or []
-    subnet_id = (getattr(pools[0], "pod_subnet_id", None) or pools[0].vnet_subnet_id) if pools else None
-    for subnet in (vnet.get("properties") or {}).get("subnets") or []:
-        if subnet_id and subnet["id"].lower() == subnet_id.lower():
-            prefixes = subnet_prefixes(subnet)
-            return str(prefixes[0]) if prefixes else ""
-    net = cluster.model.network_profile
-    return (net.pod_cidr if net else None) or ""
 
 
 # -- verification ----------------------------------------------------------------------------------------------
@@ -582,8 +372,11 @@ def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
     cluster_access_preflight(ctx, cluster, READS, "disable")
     plan = plan_disable(ctx, cluster, delete_subnet, force, subnet_name)
     conn = plan.conn
-    if conn is not None and conn.mode == "chart":
+    if conn is not None and conn.mode in ("chart", "v2"):
         cluster_access_preflight(ctx, cluster, READS + CHART_WRITES, "disable")
+    if conn is not None and conn.mode == "v2":
+        from azext_virtualnode.connectors.v2_mode import disable as v2_disable
+        return v2_disable(ctx, cluster, conn.release, delete_subnet, force, yes, confirm)
     result = {"cluster": cluster.id, "mode": conn.mode if conn else "none", "addonDisabled": False,
               "chartUninstalled": False, "nodeRemoved": None, "roleAssignmentsRemoved": [], "subnetDeleted": False}
     if conn is None and not plan.marked and plan.subnet is None:
@@ -593,7 +386,7 @@ def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
     if conn is not None and conn.mode == "addon":
         progress("Turning off the ACI connector add-on...")
         wait_operation(ctx, set_addon(ctx.clusters, ctx.resource_group, cluster, None,
-                                      deadline=_finite(ctx.deadline.at)),
+                                      deadline=finite(ctx.deadline.at)),
                        f"turning off the ACI connector add-on of cluster '{ctx.name}'",
                        f"az aks virtual-node disable {ctx.ids}")
         ctx.done.append("turned off the ACI connector add-on")
@@ -615,6 +408,8 @@ def plan_disable(ctx: Ctx, cluster: ClusterView, delete_subnet: bool, force: boo
                  subnet_name: str | None) -> DisablePlan:
     """Every read and check of ``disable``, before its first change."""
     conn = detect_for_disable(ctx, cluster, force)
+    if conn is not None and conn.mode == "v2":       # connectors/v2_mode.disable reads and checks on its own
+        return DisablePlan(conn, conn.subnet_name or "", None, None, [])
     helm = Helm.discover() if conn is not None and conn.mode == "chart" else None
     name = (conn.subnet_name if conn else None) or subnet_name or DEFAULT_SUBNET_NAME
     subnet_id = f"{cluster.vnet_id}/subnets/{name}" if cluster.vnet_id else None
@@ -765,6 +560,10 @@ def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> N
     if deleted and conn is not None:
         raise ValidationError(f"Virtual nodes are still enabled on cluster '{ctx.name}' (mode {conn.mode}). Run "
                               f"'az aks virtual-node disable {ctx.ids}' first.")
+    if ready and conn.mode == "v2":
+        from azext_virtualnode.connectors.v2_mode import V2Release, verify
+        verify(ctx, V2Release(conn.release), timeout)
+        return
     if ready:
         verify_ready(ctx, deadline, timeout, conn.node_name, conn.namespace, conn.selector)
         return

@@ -217,15 +217,36 @@ def prune(ctx: Ctx, dry_run: bool, yes: bool, confirm: Callable[[str, bool], Non
     (confirm or _confirm)(f"Delete {len(orphans)} orphaned container group(s) and {len(ghosts)} ghost node(s) "
                           f"of cluster '{ctx.name}'?", yes)
     delete_orphans(ctx, cluster.node_resource_group, orphans, result)
+    if ghosts:
+        delete_ghosts(ctx, conn, ghosts, result)
     return result
 
 
-def release_ghosts(kube: Kube, conn: Any) -> list[str]:  # pylint: disable=unused-argument
+def release_ghosts(kube: Kube, conn: Any) -> list[str]:
     """Ghost nodes of a Virtual Nodes v2 release (``workload.ghost_nodes`` over the release's nodes and its
     StatefulSet pods). The add-on and the chart have one node served by a Deployment: never a ghost."""
     if conn.mode != "v2":
         return []
-    return ghost_nodes([], set())     # the v2 mode supplies its node and pod names when it lands
+    from azext_virtualnode.connectors import v2_kube
+    from azext_virtualnode.connectors.v2_mode import V2Release
+    rel = V2Release(conn.release)
+    nodes = [n.metadata.name for n in v2_kube.release_nodes(kube, rel.fullname)]
+    pods = {p.metadata.name for p in v2_kube.infra_pods(kube, rel.namespace, rel.name)}
+    return ghost_nodes(nodes, pods)
+
+
+def delete_ghosts(ctx: Ctx, conn: Any, ghosts: list[str], result: dict[str, Any]) -> None:
+    """Delete each ghost node unless its infra pod came back meanwhile (a scale-up reuses the name)."""
+    with ctx.kube() as kube:
+        still = set(release_ghosts(kube, conn))
+        for name in ghosts:
+            if name not in still:
+                progress(f"Skipping node {name}: its infra pod exists again.")
+                result["skipped"].append(f"node/{name}")
+                continue
+            progress(f"Deleting ghost node {name}...")
+            if kube.delete_node(name):
+                result["deleted"].append(f"node/{name}")
 
 
 def delete_orphans(ctx: Ctx, resource_group: str, orphans: list[dict[str, Any]], result: dict[str, Any]) -> None:

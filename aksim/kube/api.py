@@ -45,6 +45,7 @@ _SUBRESOURCES: dict[str, tuple[list[str], str, str, str]] = {     # verbs, group
     "scale": (["get", "patch", "update"], "autoscaling", "v1", "Scale"),
     "log": (["get"], "", "", ""),
     "binding": (["create"], "", "", "Binding"),
+    "eviction": (["create"], "policy", "v1", "Eviction"),
 }
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 
@@ -369,13 +370,15 @@ class KubeApi:
 
     def _dispatch_sub(self, req: Request, target: Target) -> Response:
         allowed = {"status": ("GET", "HEAD", "PUT", "PATCH"), "scale": ("GET", "HEAD", "PUT", "PATCH"),
-                   "log": ("GET", "HEAD"), "binding": ("POST",)}.get(target.sub, ())
+                   "log": ("GET", "HEAD"), "binding": ("POST",), "eviction": ("POST",)}.get(target.sub, ())
         if req.method not in allowed:
             raise HttpError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if target.sub == "log":
             return self._log(req, target)
         if target.sub == "binding":
             return self._bind(req, target)
+        if target.sub == "eviction":
+            return self._evict(req, target)
         if target.sub == "scale":
             return {"PUT": self._put_scale, "PATCH": self._patch_scale}.get(req.method, self._get_scale)(req, target)
         return {"PUT": self._update, "PATCH": self._patch}.get(req.method, self._get)(req, target)
@@ -654,6 +657,17 @@ class KubeApi:
                 raise Conflict(f'Operation cannot be fulfilled on pods/binding "{target.name}": pod {target.name} '
                                f"is already assigned to node \"{bound}\"", name=target.name, kind="pods/binding")
             self.store.mutate("pods", target.namespace, target.name, lambda p: _assign_node(p, node))
+        return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+
+
+    def _evict(self, req: Request, target: Target) -> Response:
+        from .eviction import evict
+        self._body(req)
+
+        def delete() -> None:
+            self._admit("delete", target, None, self._current(target))
+            self.store.delete("pods", target.namespace, target.name, dry_run=_dry_run(req))
+        evict(self.store, target.rtype, target.namespace or "", target.name, delete)
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
 
 

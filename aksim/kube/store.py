@@ -106,7 +106,7 @@ _ALL = ("all",)
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType("namespaces", "Namespace", namespaced=False, short_names=("ns",), subresources=("status",)),
     ResourceType("nodes", "Node", namespaced=False, short_names=("no",), subresources=("status",)),
-    ResourceType("pods", "Pod", short_names=("po",), subresources=("status", "log", "binding"),
+    ResourceType("pods", "Pod", short_names=("po",), subresources=("status", "log", "binding", "eviction"),
                  field_indexes=("spec.nodeName", "status.phase"), categories=_ALL),
     ResourceType("events", "Event", short_names=("ev",), field_indexes=("involvedObject.name",)),
     ResourceType("secrets", "Secret"),
