@@ -454,3 +454,27 @@ def test_verify_timeout_names_each_replica_and_why(vn: Any, world: Any) -> None:
     assert res.returncode == 1 and "did not become ready within 8s" in res.stderr, res.stderr
     assert "still missing: virtualnode-0: infra pod" in res.stderr and "virtualnode-1" in res.stderr
     assert "[RoleMissing]" in res.stderr and "AuthorizationFailed" in res.stderr
+
+
+# -- transient faults during a v2 enable (issue 9: the fault matrix, v2 part) ------------------------------
+V2_FAULTS = {
+    "subnet-put-503": ("arm", "PUT", r"/subnets/cg$", 503, "ServiceUnavailable"),
+    "role-put-429": ("arm", "PUT", r"/roleAssignments/[^/]+$", 429, "TooManyRequests"),
+    "helm-secrets-list-500": ("kube", "GET", r"^/api/v1/secrets$", 500, "InternalError"),
+    "nodes-list-503": ("kube", "GET", r"^/api/v1/nodes$", 503, "ServiceUnavailable"),
+    "infra-pods-429": ("kube", "GET", r"^/api/v1/namespaces/vn2/pods$", 429, "TooManyRequests"),
+}
+
+
+@pytest.mark.parametrize("case", list(V2_FAULTS))
+def test_v2_enable_survives_transient_errors(vn: Any, world: Any, case: str) -> None:
+    endpoint, method, path, status, code = V2_FAULTS[case]
+    world.admin("POST", "/_admin/faults", {"endpoint": endpoint, "method": method, "path": path, "status": status,
+                                           "code": code, "times": 2, "retry_after": 1 if status == 429 else None})
+    res = vn(*ENABLE)
+    st = res.json()
+    assert st["healthy"] is True and st["mode"] == "v2", st["problems"]
+    assert "Traceback" not in res.stderr
+    assert sum(r["hits"] for r in world.admin("GET", "/_admin/faults")["value"]) >= 1, \
+        "the fault never fired: the matrix no longer matches enable's calls"
+    assert ours(world, kubelet(world)["objectId"]) == sorted([(NODE_RG_ID.lower(), ACI), (CG_ID.lower(), NC)])
