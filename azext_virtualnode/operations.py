@@ -38,3 +38,15 @@ def wait_operation(ctx: Ctx, poller: Any, what: str, resume: str) -> Any:
             if poller.done():
                 return poller.result()
             waiting.set(f"{what}: {poller.status()}")
+
+
+def timeout_report(ctx: Ctx, lines: list[str], problems: list[dict[str, Any]]) -> Timeout:
+    """A wait's Timeout: ``lines`` (what was seen), the problems ``status`` finds with their hints, what this
+    command already did, and how to look again."""
+    for p in problems:
+        lines.append(f"  [{p['code']}] {p['message']}\n      -> {p['hint']}")
+    if ctx.done:
+        lines.append("Done by this command: " + "; ".join(ctx.done) + ".")
+    lines.append(f"Re-run 'az aks virtual-node status {ctx.ids}' to check again, or wait on with 'az aks "
+                 f"virtual-node wait {ctx.ids} --ready'.")
+    return Timeout("\n".join(lines))

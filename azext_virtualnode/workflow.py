@@ -39,7 +39,7 @@ from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable
 from azext_virtualnode.lro import poll_interval
 from azext_virtualnode.network import (SubnetFacts, check_cidr_fits, check_existing_subnet, first_free_block,
                                        parse_cidr, subnet_body)
-from azext_virtualnode.operations import timeout_error, wait_operation
+from azext_virtualnode.operations import timeout_error, timeout_report, wait_operation
 from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE, MissingRight, action_allowed,
                                      caller_object_id, missing_rights_error)
 
@@ -342,13 +342,7 @@ def diagnose(ctx: Ctx, headline: str) -> CLIError:
                      f"restarts={pod['restarts']}{', ' + pod['reason'] if pod['reason'] else ''}")
     for event in (st.get("connector") or {}).get("events", [])[-3:]:
         lines.append(f"  event: {event}")
-    for p in st["problems"]:
-        lines.append(f"  [{p['code']}] {p['message']}\n      -> {p['hint']}")
-    if ctx.done:
-        lines.append("Done by this command: " + "; ".join(ctx.done) + ".")
-    lines.append(f"Re-run 'az aks virtual-node status {ctx.ids}' to check again, or wait on with 'az aks "
-                 f"virtual-node wait {ctx.ids} --ready'.")
-    return Timeout("\n".join(lines))
+    return timeout_report(ctx, lines, st["problems"])
 
 
 # -- disable ------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from aksim.controlplane import events
 from aksim.controlplane.backoff import Backoff, go_duration
 from aksim.controlplane.nodelifecycle import mark_unknown  # noqa: F401  (re-exported)
 from aksim.controlplane.podutil import (Obj, container_id, image_id, key_of, mark_running, set_condition,
-                                       split_key)
+                                        split_key, upsert_node)
 from aksim.controlplane.base import now_micro, now_rfc3339
 from aksim.kube.store import DELETED, NotFound
 
@@ -379,17 +379,7 @@ class Connectors:
                                         "containerRuntimeVersion": ""}}}
 
     def _put_node(self, conn: Connector) -> None:
-        desired = self.node_object(conn)
-        if self.cp.store.get_ref("nodes", None, conn.node_name) is None:
-            self.cp.store.create("nodes", desired)
-            return
-
-        def apply(node: Obj) -> None:
-            node["metadata"].setdefault("labels", {}).update(desired["metadata"]["labels"])
-            node["spec"] = {**{k: v for k, v in (node.get("spec") or {}).items() if k != "taints"},
-                            **desired["spec"]}
-            node["status"] = desired["status"]
-        self.cp.store.mutate("nodes", None, conn.node_name, apply)
+        upsert_node(self.cp.store, self.node_object(conn))
 
     def _renew_lease(self, node: str) -> None:
         duration = max(1, round(self.cp.timings.lease_duration))

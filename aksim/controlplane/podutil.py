@@ -201,3 +201,18 @@ def qos_class(pod: Obj) -> str:
                      and all((r.get("requests") or {}).get(k, r["limits"][k]) == r["limits"][k]
                              for k in ("cpu", "memory")) for r in resources)
     return "Guaranteed" if guaranteed else "Burstable"
+
+
+def upsert_node(store: Any, desired: Obj) -> None:
+    """Register ``desired`` (a kubelet's node object), or refresh an existing node's labels, spec and status as a
+    kubelet does on restart (taints other than the kubelet's own are the kubelet's to set: they are replaced)."""
+    name = desired["metadata"]["name"]
+    if store.get_ref("nodes", None, name) is None:
+        store.create("nodes", desired)
+        return
+
+    def apply(node: Obj) -> None:
+        node["metadata"].setdefault("labels", {}).update(desired["metadata"]["labels"])
+        node["spec"] = {**{k: v for k, v in (node.get("spec") or {}).items() if k != "taints"}, **desired["spec"]}
+        node["status"] = desired["status"]
+    store.mutate("nodes", None, name, apply)

@@ -39,7 +39,7 @@ from aksim.controlplane.backoff import Backoff, go_duration
 from aksim.controlplane.connector import (ACI_SERVICE, GROUP_WRITE, LOG_ANNOTATION, SUBNET_JOIN, Connector,
                                           ConnectorConfig, _env, authorization_failed, log_line)
 from aksim.controlplane.podutil import (Obj, container_id, controller_of, image_id, key_of, mark_running,
-                                       set_condition, split_key)
+                                        set_condition, split_key, upsert_node)
 from aksim.controlplane.base import now_micro, now_rfc3339
 from aksim.kube.store import DELETED, NotFound
 
@@ -323,17 +323,7 @@ class VirtualNodes2:
         return (sts or pod)["metadata"].get("labels") or {}
 
     def _put_node(self, infra: InfraPod, pod: Obj) -> None:
-        desired = self.node_object(infra, pod)
-        if self.cp.store.get_ref("nodes", None, infra.node_name) is None:
-            self.cp.store.create("nodes", desired)
-            return
-
-        def apply(node: Obj) -> None:
-            node["metadata"].setdefault("labels", {}).update(desired["metadata"]["labels"])
-            node["spec"] = {**{k: v for k, v in (node.get("spec") or {}).items() if k != "taints"},
-                            **desired["spec"]}
-            node["status"] = desired["status"]
-        self.cp.store.mutate("nodes", None, infra.node_name, apply)
+        upsert_node(self.cp.store, self.node_object(infra, pod))
 
     def _renew(self, node: str) -> None:
         """Renew ``node``'s Lease now and every ``lease_renew`` while a live or ghost node is served."""

@@ -43,7 +43,7 @@ from azext_virtualnode.identity import (GROUPS_NEED, SUBNET_NEED, chart_identity
                                         role_state)
 from azext_virtualnode.kube import ClusterUnreachable
 from azext_virtualnode.network import SubnetFacts, check_existing_subnet, subnet_body
-from azext_virtualnode.operations import wait_operation
+from azext_virtualnode.operations import timeout_report, wait_operation
 from azext_virtualnode.roles import ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE
 
 
@@ -508,13 +508,7 @@ def diagnose(ctx: Ctx, rel: V2Release, headline: str, missing: list[str]) -> CLI
         lines.append(f"  infra pod {pod['name']}: {pod['phase']}, {pod['containersReady']} ready, restarts="
                      f"{pod['restarts']}{', ' + pod['reason'] if pod['reason'] else ''}"
                      f"{': ' + pod['message'] if pod['message'] else ''}")
-    for p in st["problems"]:
-        lines.append(f"  [{p['code']}] {p['message']}\n      -> {p['hint']}")
-    if ctx.done:
-        lines.append("Done by this command: " + "; ".join(ctx.done) + ".")
-    lines.append(f"Re-run 'az aks virtual-node status {ctx.ids}' to check again, or wait on with 'az aks "
-                 f"virtual-node wait {ctx.ids} --ready'.")
-    return Timeout("\n".join(lines))
+    return timeout_report(ctx, lines, st["problems"])
 
 
 # -- status ------------------------------------------------------------------------------------------------
