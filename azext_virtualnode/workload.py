@@ -7,7 +7,6 @@ read status adds: Pending pods not bound to a node, by field selector, whatever 
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,11 +226,6 @@ def group_facts(group: Any) -> Obj:
     return {"name": group.name, "id": group.id, "tags": dict(group.tags or {})}
 
 
-def load_list(response: Any) -> list[Obj]:
-    """Items of a raw (``_preload_content=False``) list response."""
-    return list((json.loads(response.data) or {}).get("items") or [])
-
-
 # -- problems ----------------------------------------------------------------------------------------------
 def problems(findings: list[Finding] | None, orphaned: list[Obj] | None, ids: str) -> list[Any]:
     """PodsCannotSchedule and OrphanContainerGroups (warnings: the virtual node itself works)."""
@@ -270,9 +264,8 @@ def problems(findings: list[Finding] | None, orphaned: list[Obj] | None, ids: st
 # -- reads (status) ----------------------------------------------------------------------------------------
 def read_pending(kube: Any) -> list[Obj]:
     """Pending pods not bound to any node, cluster-wide: one list call with a field selector."""
-    response = kube._call(kube.core.list_pod_for_all_namespaces,  # pylint: disable=protected-access
-                          field_selector=PENDING_SELECTOR, _preload_content=False)
-    return load_list(response) if response is not None else []
+    pods = kube._get("/api/v1/pods", fieldSelector=PENDING_SELECTOR)  # pylint: disable=protected-access
+    return list(pods.raw.get("items") or []) if pods is not None else []
 
 
 def virtual_nodes(node: Any) -> list[VirtualNode]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any, Callable
+from urllib.parse import quote
 
 from azure.cli.core.azclierror import ValidationError
 from knack.log import get_logger
@@ -234,7 +235,7 @@ def delete_orphans(ctx: Ctx, resource_group: str, orphans: list[dict[str, Any]],
     with ctx.kube() as kube:
         for g in orphans:
             # pylint: disable-next=protected-access
-            if kube._call(kube.core.read_namespaced_pod, g["podName"], g["namespace"]) is not None:
+            if kube._get(f"/api/v1/namespaces/{quote(g['namespace'])}/pods/{quote(g['podName'])}") is not None:
                 progress(f"Skipping {g['name']}: pod {g['namespace']}/{g['podName']} exists again.")
                 result["skipped"].append(g["name"])
                 continue
