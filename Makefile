@@ -30,8 +30,12 @@ $(WHEEL): $(SOURCES) | $(BIN)/az
 
 wheel: $(WHEEL)
 
+# pytest-xdist: two workers, whole test files per worker (each has its own simulator, az config and temp dirs);
+# 'make test PYTEST_XDIST=' runs in one process.
+PYTEST_XDIST ?= -n 2 --dist loadfile
+
 test: venv tools wheel
-	EXTENSION_WHEEL=$(abspath $(WHEEL)) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	EXTENSION_WHEEL=$(abspath $(WHEEL)) $(BIN)/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 demo: venv wheel
 	EXTENSION_WHEEL=$(abspath $(WHEEL)) PATH="$(abspath $(BIN)):$(abspath $(TOOLS)):$$PATH" scripts/demo.sh

@@ -1,20 +1,28 @@
 #!/usr/bin/env python
-"""Heal at once: time from the missing role being granted to the virtual node being Ready, with and without
-``enable``'s restart of the crash-looping connector.
+"""Heal at once, and enable against the official manual sequence: two timings on aksim with the real ``az``.
 
-Both runs start the same way: the add-on is enabled with ``--skip-role-assignment``, so the connector
-crash-loops on AuthorizationFailed, and is left crash-looping for ``--grow`` seconds (its back-off grows).
-Then the role is granted:
-  * without healing, by an administrator (``az rest`` PUT of the role assignment, as ``az role assignment
-    create`` does): the connector only recovers at its next restart, after its back-off;
-  * with healing, by ``az aks virtual-node enable``, which grants it and deletes the crash-looping pod.
-The clock runs from the role assignment appearing in the simulator to the node being Ready. Prints JSON with
-both times and their ratio (without / with).
+1. **Healing** (``grant``): the add-on is enabled with ``--skip-role-assignment``, so the connector crash-loops
+   on AuthorizationFailed under aksim's kubelet back-off (10 s, 20 s, 40 s ... capped at 300 s, all times
+   ``--scale`` = ``timings.backoff_scale``, set through the admin API). Once its back-off has reached the cap
+   (the pod's ``back-off 5m0s restarting failed container`` message), the run waits ``--at`` of one capped
+   back-off (0.5: the grant lands half-way through it, the average case) and the missing role is granted:
+     * without healing, by ``az role assignment create`` (an administrator fixing it by hand): the connector
+       recovers at its next restart, when the kubelet's back-off runs out;
+     * with healing, by ``az aks virtual-node enable``, which grants it and deletes the crash-looping pod.
+   The clock runs from the role assignment appearing in the simulator to the virtual node being Ready.
+2. **Enable vs the manual sequence** (``enable``): on the same timings (LROs of ``--lro`` seconds, aksim's
+   realistic default of no Retry-After on AKS/Network operations), the wall time of ``az aks virtual-node
+   enable`` (which polls every 2 s) against the official sequence ``az network vnet subnet create ...
+   --delegations Microsoft.ContainerInstance/containerGroups`` + ``az aks enable-addons --addons virtual-node
+   --subnet-name ...`` + ``kubectl wait --for=create`` / ``--for=condition=Ready node/virtual-node-aci-linux``
+   (az's own commands poll every 30 s without a hint: azure-core's default). ``az aks get-credentials`` for
+   kubectl runs before the manual clock starts (in the sequence's favour). ``enable-addons`` grants the
+   connector's role only after its operation, so its connector may crash-loop until then and wait out a
+   back-off (``--scale``) as on Azure; ``enable`` also grants it after the operation, but notices the end of the
+   operation within 2 s and then restarts a crash-looping connector.
 
-Timings are set through the admin API (scaled: ``--restart`` is the back-off the connector has reached).
-aksim restarts a crash-looping connector every ``connector_restart`` seconds today; once its kubelet
-back-off (10, 20, 40 … capped at 300 s, scaled) lands, pass its timings with ``--timings '{...}'`` and the
-same script shows the real ratio.
+Prints one JSON object with both times of each part and their ratios (slower / faster). ``--parts`` picks parts;
+``--retry-after-hint`` makes aksim send hints (only for a quick smoke run: it is not the realistic comparison).
 """
 from __future__ import annotations
 
@@ -26,36 +34,83 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aksim.azconfig import az_command, login  # noqa: E402
+from aksim.controlplane.backoff import CAP  # noqa: E402
 from aksim.scenario import read_raw  # noqa: E402
 from aksim.sim import Simulator  # noqa: E402
 
-IDS = ["-g", "demo-rg", "-n", "aks-demo"]
+RG, NAME = "demo-rg", "aks-demo"
+IDS = ["-g", RG, "-n", NAME]
 NODE = "virtual-node-aci-linux"
-NC = "4d97b98b-1d4f-4787-a291-c67834d212e7"
-FAST = {"lro": 0.3, "poll": 0.1, "connector_start": 0.3, "node_register": 0.2, "aci_create": 0.2,
-        "pod_start": 0.1, "controller": 0.02}
+SUBNET = "virtual-node-aci"
+NC = "4d97b98b-1d4f-4787-a291-c67834d212e7"          # Network Contributor
+KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
+# aksim's default timings (real Azure/Kubernetes durations scaled down); the LRO duration is --lro.
+TIMINGS = {"poll": 0.5, "connector_start": 1.0, "node_register": 0.5, "aci_create": 0.5, "pod_start": 0.2,
+           "controller": 0.05}
 
 
-def az(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run(az_command() + list(args), env=env, capture_output=True, text=True, check=False)
+def run(env: dict[str, str], cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"az {' '.join(args)} failed:\n{proc.stderr}")
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
     return proc.stdout
 
 
-def set_timings(sim: Simulator, timings: dict[str, float]) -> None:
+def az(env: dict[str, str], *args: str) -> str:
+    return run(env, az_command() + list(args))
+
+
+def set_timings(sim: Simulator, timings: dict[str, Any]) -> None:
     import urllib.request
     req = urllib.request.Request(sim.admin_url + "/_admin/timings", data=json.dumps(timings).encode(),
                                  method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30):
         pass
+
+
+def load(sim: Simulator, args: argparse.Namespace, **timings: Any) -> None:
+    """A fresh demo cluster; timings through the admin API (what a test would set)."""
+    sim.load(read_raw("demo"))
+    set_timings(sim, {**TIMINGS, "lro": args.lro, "retry_after_hint": args.retry_after_hint, **timings})
+
+
+def cluster_of(sim: Simulator) -> Any:
+    return next(iter(sim.world.clusters.values()))
+
+
+def node_ready(sim: Simulator) -> bool:
+    with sim.lock:
+        node = cluster_of(sim).store.get("nodes", None, NODE)
+    conds = (node or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def connector_waiting_message(sim: Simulator) -> str:
+    with sim.lock:
+        pods = cluster_of(sim).store.list("pods", namespace="kube-system")
+    for pod in pods:
+        if pod["metadata"].get("labels", {}).get("app") != "aci-connector-linux":
+            continue
+        for status in pod.get("status", {}).get("containerStatuses") or []:
+            message = (status.get("state", {}).get("waiting") or {}).get("message")
+            if message:
+                return message
+    return ""
+
+
+def until(check: Any, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > end:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
 
 
 class Clock:
@@ -71,89 +126,137 @@ class Clock:
             return any(r["properties"]["principalId"] == self.principal and r["properties"]["roleDefinitionId"]
                        .endswith(NC) for r in self.sim.world.arm.of_type("Microsoft.Authorization/roleAssignments"))
 
-    def _node_ready(self) -> bool:
-        cluster = next(iter(self.sim.world.clusters.values()))
-        with self.sim.lock:
-            node = cluster.store.get("nodes", None, NODE)
-        conds = (node or {}).get("status", {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
-
     def run(self, limit: float) -> None:
         end = time.monotonic() + limit
         while time.monotonic() < end and self.ready is None:
             now = time.monotonic()
             if self.granted is None and self._granted():
                 self.granted = now
-            if self.granted is not None and self._node_ready():
+            if self.granted is not None and node_ready(self.sim):
                 self.ready = now
             time.sleep(0.02)
 
 
-def addon_identity(sim: Simulator) -> dict[str, str]:
-    cluster = next(iter(sim.world.clusters.values()))
+def managed_cluster(sim: Simulator) -> dict[str, Any]:
     with sim.lock:
-        mc = sim.world.arm.get(cluster.resource_id)
-    return mc["properties"]["addonProfiles"]["aciConnectorLinux"]["identity"]
+        return sim.world.arm.get(cluster_of(sim).resource_id)
 
 
-def one_run(sim: Simulator, env: dict[str, str], heal: bool, args: argparse.Namespace) -> float:
-    raw = read_raw("demo")
-    raw["timings"] = {**raw.get("timings", {}), **FAST}
-    sim.load(raw)
-    set_timings(sim, {"connector_restart": args.restart, **json.loads(args.timings)})
+# -- part 1: healing --------------------------------------------------------------------------------------------
+def grant_run(sim: Simulator, env: dict[str, str], heal: bool, args: argparse.Namespace) -> float:
+    load(sim, args, backoff_scale=args.scale)
     az(env, "aks", "virtual-node", "enable", *IDS, "--skip-role-assignment", "--no-wait", "-o", "none")
-    time.sleep(args.grow)                       # the connector crash-loops; its back-off grows
-    principal = addon_identity(sim)["objectId"]
+    cap = CAP * args.scale
+    # the crash whose back-off is the cap: 10+20+40+80+160 s (scaled) after the first one
+    until(lambda: "back-off 5m0s" in connector_waiting_message(sim), cap * 1.2 + 60, "the capped back-off")
+    time.sleep(cap * args.at)
+    mc = managed_cluster(sim)
+    principal = mc["properties"]["addonProfiles"]["aciConnectorLinux"]["identity"]["objectId"]
+    subnet = mc["properties"]["agentPoolProfiles"][0]["vnetSubnetID"].rsplit("/subnets/", 1)[0] + "/subnets/" + SUBNET
     clock = Clock(sim, principal)
-    watcher = threading.Thread(target=clock.run, args=(args.restart * 3 + 120,), daemon=True)
+    watcher = threading.Thread(target=clock.run, args=(cap * 2 + 120,), daemon=True)
     watcher.start()
     if heal:
-        az(env, "aks", "virtual-node", "enable", *IDS, "--timeout", str(int(args.restart * 3 + 60)), "-o", "none")
+        az(env, "aks", "virtual-node", "enable", *IDS, "--timeout", str(int(cap * 2 + 60)), "-o", "none")
     else:
-        subnet = f"{raw_vnet_id(sim)}/subnets/virtual-node-aci"
-        sub = subnet.split("/")[2]
-        body = {"properties": {"roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/"
-                                                   f"roleDefinitions/{NC}",
-                               "principalId": principal, "principalType": "ServicePrincipal"}}
-        az(env, "rest", "--method", "put", "--url", f"{subnet}/providers/Microsoft.Authorization/roleAssignments/"
-           f"{uuid.uuid4()}?api-version=2022-04-01", "--body", json.dumps(body), "-o", "none")
+        az(env, "role", "assignment", "create", "--assignee-object-id", principal, "--assignee-principal-type",
+           "ServicePrincipal", "--role", "Network Contributor", "--scope", subnet, "-o", "none")
     watcher.join()
     if clock.granted is None or clock.ready is None:
-        raise RuntimeError("the node did not become Ready after the grant")
+        raise RuntimeError(f"the node did not become Ready after the grant ({'with' if heal else 'without'} healing)")
     return clock.ready - clock.granted
 
 
-def raw_vnet_id(sim: Simulator) -> str:
-    cluster = next(iter(sim.world.clusters.values()))
-    with sim.lock:
-        mc = sim.world.arm.get(cluster.resource_id)
-    return mc["properties"]["agentPoolProfiles"][0]["vnetSubnetID"].rsplit("/subnets/", 1)[0]
+def part_grant(sim: Simulator, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    without = grant_run(sim, env, heal=False, args=args)
+    healed = grant_run(sim, env, heal=True, args=args)
+    return {"backoff_scale": args.scale, "backoff_cap_s": round(CAP * args.scale, 2),
+            "grant_at_fraction_of_cap": args.at,
+            "grant_to_ready_without_healing_s": round(without, 2),
+            "grant_to_ready_with_healing_s": round(healed, 2),
+            "healing_ratio": round(without / healed, 1)}
+
+
+# -- part 2: enable vs the manual sequence ----------------------------------------------------------------------
+def timed(steps: list[tuple[str, Any]]) -> tuple[float, dict[str, float]]:
+    each: dict[str, float] = {}
+    started = time.monotonic()
+    for name, step in steps:
+        t = time.monotonic()
+        step()
+        each[name] = round(time.monotonic() - t, 2)
+    return time.monotonic() - started, each
+
+
+def part_enable(sim: Simulator, env: dict[str, str], tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    load(sim, args, backoff_scale=args.scale)
+    enable, _ = timed([("enable", lambda: az(env, "aks", "virtual-node", "enable", *IDS, "-o", "none"))])
+    if not node_ready(sim):
+        raise RuntimeError("enable returned before the virtual node was Ready")
+
+    load(sim, args, backoff_scale=args.scale)
+    kubeconfig = tmp / "kubeconfig"
+    az(env, "aks", "get-credentials", *IDS, "--file", str(kubeconfig), "--overwrite-existing")
+    kube_env = {**env, "KUBECONFIG": str(kubeconfig)}
+    vnet = managed_cluster(sim)["properties"]["agentPoolProfiles"][0]["vnetSubnetID"].split("/")[8]
+    manual, steps = timed([
+        ("az network vnet subnet create", lambda: az(
+            env, "network", "vnet", "subnet", "create", "-g", RG, "--vnet-name", vnet, "-n", SUBNET,
+            "--address-prefixes", "10.241.0.0/16", "--delegations", "Microsoft.ContainerInstance/containerGroups",
+            "-o", "none")),
+        ("az aks enable-addons", lambda: az(env, "aks", "enable-addons", *IDS, "--addons", "virtual-node",
+                                            "--subnet-name", SUBNET, "-o", "none")),
+        ("kubectl wait", lambda: [run(kube_env, [str(KUBECTL), "wait", f"--for={cond}", f"node/{NODE}",
+                                                 "--timeout=300s"]) for cond in ("create", "condition=Ready")]),
+    ])
+    if not node_ready(sim):
+        raise RuntimeError("the manual sequence ended before the virtual node was Ready")
+    return {"lro_s": args.lro, "retry_after_hint": args.retry_after_hint, "backoff_scale": args.scale,
+            "enable_s": round(enable, 2), "manual_sequence_s": round(manual, 2), "manual_steps_s": steps,
+            "enable_ratio": round(manual / enable, 1)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--restart", type=float, default=15.0,
-                        help="seconds until the crash-looping connector restarts (its back-off, scaled)")
-    parser.add_argument("--grow", type=float, default=3.0, help="seconds the connector crash-loops before the grant")
-    parser.add_argument("--timings", default="{}", help="extra aksim timings as JSON (e.g. the kubelet back-off)")
+    parser.add_argument("--parts", default="grant,enable", help="comma-separated: grant, enable (default: both)")
+    parser.add_argument("--scale", type=float, default=0.1,
+                        help="timings.backoff_scale: the kubelet back-off 10 s ... 300 s times this (default 0.1)")
+    parser.add_argument("--at", type=float, default=0.5,
+                        help="when the role is granted, as a fraction of one capped back-off (default 0.5)")
+    parser.add_argument("--lro", type=float, default=5.0, help="seconds each ARM long-running operation takes")
+    parser.add_argument("--retry-after-hint", action="store_true",
+                        help="aksim sends Retry-After on LROs (quick smoke runs only; Azure sends none)")
+    parser.add_argument("--extension-dir", help="an AZURE_EXTENSION_DIR with the extension already installed "
+                                                "(instead of installing EXTENSION_WHEEL)")
     args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     wheel = os.environ.get("EXTENSION_WHEEL")
-    if not wheel:
-        print("set EXTENSION_WHEEL to the built wheel (make bench does)", file=sys.stderr)
+    if not wheel and not args.extension_dir:
+        print("set EXTENSION_WHEEL to the built wheel (make bench does) or pass --extension-dir", file=sys.stderr)
         return 2
+    if not parts or parts - {"grant", "enable"}:
+        parser.error("--parts takes grant, enable")
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         sim = Simulator("demo").start()
         try:
             env = login(sim, Path(tmp) / "azure")
-            env["AZURE_EXTENSION_DIR"] = str(Path(tmp) / "ext")
-            az(env, "extension", "add", "--source", wheel, "-y")
-            without = one_run(sim, env, heal=False, args=args)
-            with_heal = one_run(sim, env, heal=True, args=args)
+            env["AZURE_EXTENSION_DIR"] = args.extension_dir or str(Path(tmp) / "ext")
+            env.pop("AZEXT_VIRTUALNODE_POLL_INTERVAL", None)       # the extension's own default (2 s)
+            if not args.extension_dir:
+                az(env, "extension", "add", "--source", wheel, "-y")
+            if "grant" in parts:
+                result["heal"] = part_grant(sim, env, args)
+            if "enable" in parts:
+                result["enable_vs_manual"] = part_enable(sim, env, Path(tmp), args)
         finally:
             sim.stop()
-    print(json.dumps({"restart_s": args.restart, "grant_to_ready_without_healing_s": round(without, 2),
-                      "grant_to_ready_with_healing_s": round(with_heal, 2),
-                      "ratio_without_to_with": round(without / with_heal, 1) if with_heal else None}, indent=2))
+    print(json.dumps(result, indent=2))
+    if "heal" in result:
+        print(f"healing ratio (grant -> Ready, without / with healing): {result['heal']['healing_ratio']}x")
+    if "enable_vs_manual" in result:
+        print(f"enable ratio (manual sequence / az aks virtual-node enable): "
+              f"{result['enable_vs_manual']['enable_ratio']}x")
     return 0
 
 

@@ -142,9 +142,11 @@ def extension_env(az_env: dict[str, str], session_dir: Path) -> dict[str, str]:
     wheel = os.environ.get("EXTENSION_WHEEL")
     if not wheel:
         out = session_dir / "dist"
-        subprocess.run([sys.executable, "setup.py", "-q", "bdist_wheel", "-d", str(out), "-b",
-                        str(session_dir / "build")], cwd=ROOT, check=True, capture_output=True)
-        shutil.rmtree(ROOT / "virtual_node.egg-info", ignore_errors=True)
+        # egg-info, build/ and bdist dirs in the session's own dir: nothing is written into the repo, so
+        # pytest-xdist workers (each with its own session) do not race on ./build or ./*.egg-info
+        subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(session_dir), "build",
+                        "--build-base", str(session_dir / "build"), "bdist_wheel", "-d", str(out), "-b",
+                        str(session_dir / "bdist")], cwd=ROOT, check=True, capture_output=True)
         wheel = str(next(out.glob("virtual_node-*.whl")))
     env = {**az_env, "AZURE_EXTENSION_DIR": str(session_dir / "extensions"),
            "AZEXT_VIRTUALNODE_POLL_INTERVAL": EXTENSION_POLL_INTERVAL}

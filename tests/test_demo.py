@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_script_runs_the_whole_flow(tmp_path):
     wheel = os.environ.get("EXTENSION_WHEEL")
     if not wheel:
-        subprocess.run([sys.executable, "setup.py", "-q", "bdist_wheel", "-d", str(tmp_path), "-b",
-                        str(tmp_path / "build")], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path), "build",
+                        "--build-base", str(tmp_path / "build"), "bdist_wheel", "-d", str(tmp_path), "-b",
+                        str(tmp_path / "bdist")], cwd=ROOT, check=True, capture_output=True)
         wheel = str(next(tmp_path.glob("virtual_node-*.whl")))
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "EXTENSION_WHEEL": wheel,
