@@ -93,6 +93,7 @@ class V2Facts:  # pylint: disable=too-many-instance-attributes
     ghosts: list[str] = field(default_factory=list)
     admission: dict[str, Any] | None = None                 # {"desired", "ready"}; None: no Deployment
     webhook: bool | None = None
+    pending: list[Any] | None = None                        # workload.Finding of Pending pods aimed at v2
 
 
 def _ids(f: V2Facts) -> str:
@@ -112,7 +113,8 @@ def evaluate(f: V2Facts) -> list[Problem]:
                            "Run from a network that reaches the API server, then re-run 'az aks virtual-node "
                            f"status {ids}'."))
         return out
-    return out + _infra(f, ids) + _nodes(f, ids) + _admission(f, ids)
+    from azext_virtualnode import workload
+    return out + _infra(f, ids) + _nodes(f, ids) + _admission(f, ids) + workload.problems(f.pending, None, ids)
 
 
 def _version(f: V2Facts, ids: str) -> list[Problem]:
@@ -268,7 +270,7 @@ def build_status(f: V2Facts, problems: list[Problem]) -> dict[str, Any]:
         "admissionController": None if f.kube_error is not None else {
             "deployment": f.admission, "webhookConfigured": f.webhook},
         "workload": None if f.kube_error is not None else {
-            "pods": sum(n.pods or 0 for n in f.nodes)},
+            "pods": sum(n.pods or 0 for n in f.nodes), "pending": [x.as_dict() for x in f.pending or []]},
         "containerGroups": {"count": f.container_groups},
         "healthy": not any(p.severity == ERROR for p in problems),
         "problems": [p.as_dict() for p in problems],

@@ -589,10 +589,21 @@ def gather_kube(ctx: Ctx, f: V2Facts) -> None:
                 len(on_node), int(vk.quantity((node.status.capacity or {}).get("pods")) or v2.MAX_PODS_PER_NODE),
                 bool(node.spec.unschedulable)))
         f.ghosts = v2.ghost_nodes(rel.fullname, list(nodes), [p.metadata.name for p in pods])
+        f.pending = pending_on_v2(kube, [nodes[n.name] for n in f.nodes if n.registered], f.nodes)
         dep = vk.admission_deployment(kube, rel.namespace)
         f.admission = None if dep is None else {"desired": dep.spec.replicas if dep.spec.replicas is not None else 1,
                                                 "ready": dep.status.ready_replicas or 0}
         f.webhook = vk.webhook(kube) is not None
+
+
+def pending_on_v2(kube: Any, nodes: list[Any], facts: list[V2Node]) -> list[Any]:
+    """Pending pods that target a virtual node, judged against the v2 nodes (one selector-scoped list)."""
+    from azext_virtualnode import workload
+    ready = {n.name: n.ready for n in facts}
+    seen = [workload.VirtualNode(n.metadata.name, dict(n.metadata.labels or {}),
+                                 [t.raw for t in n.spec.taints or []], ready.get(n.metadata.name, False))
+            for n in nodes]
+    return workload.pending_findings(workload.read_pending(kube), workload.MODES["v2"], seen)
 
 
 def gather_arm(ctx: Ctx, f: V2Facts) -> None:

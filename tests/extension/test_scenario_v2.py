@@ -445,7 +445,8 @@ def test_v2_status_request_count_does_not_grow_with_the_cluster(vn: Any, sim: An
     node_lists = [e for e in entries if e["path"] == "/api/v1/nodes" and e["method"] == "GET"]
     assert node_lists and all("labelSelector=virtualization" in e["query"] for e in node_lists), node_lists
     pod_lists = [e for e in entries if e["path"].endswith("/pods") and e["method"] == "GET"]
-    assert all("labelSelector=" in e["query"] or "fieldSelector=spec.nodeName" in e["query"] for e in pod_lists)
+    assert all("labelSelector=" in e["query"] or "fieldSelector=spec.nodeName" in e["query"]
+               or "fieldSelector=status.phase" in e["query"] for e in pod_lists), pod_lists
 
 
 def test_verify_timeout_names_each_replica_and_why(vn: Any, world: Any) -> None:
@@ -478,3 +479,21 @@ def test_v2_enable_survives_transient_errors(vn: Any, world: Any, case: str) -> 
     assert sum(r["hits"] for r in world.admin("GET", "/_admin/faults")["value"]) >= 1, \
         "the fault never fired: the matrix no longer matches enable's calls"
     assert ours(world, kubelet(world)["objectId"]) == sorted([(NODE_RG_ID.lower(), ACI), (CG_ID.lower(), NC)])
+
+
+# -- issue 10: a v1 selector on a v2 install ---------------------------------------------------------------
+def test_v1_selector_on_v2_is_a_selector_mismatch(vn: Any, world: Any, tools: Tools) -> None:
+    vn(*ENABLE)
+    old = {**WEB, "spec": {**WEB["spec"], "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+        # the add-on tutorial's selector and toleration
+        "nodeSelector": {"kubernetes.io/role": "agent", "beta.kubernetes.io/os": "linux", "type": "virtual-kubelet"},
+        "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
+        "containers": [{"name": "web", "image": "nginx"}]}}}}
+    tools.kubectl("apply", "-f", "-", stdin=json.dumps(old))
+    wait_for(lambda: [p for p in web_pods(world) if (p.get("status") or {}).get("phase") == "Pending"], timeout=30)
+    st = status(vn)
+    pending = st["workload"]["pending"]
+    assert [(p["name"].startswith("web-"), p["workload"], p["reason"]) for p in pending] == [
+        (True, "deployment/web", "SelectorMismatch")], pending
+    assert "virtualization=virtualnode2" in pending[0]["detail"]
+    assert "PodsCannotSchedule" in codes(st) and st["healthy"] is True     # a warning: the v2 nodes work
