@@ -17,7 +17,7 @@ from azext_virtualnode._consts import (ACI_PROVIDER, ADDON_NODE_NAME, CONNECTOR_
                                        TAINT_EFFECT, TAINT_KEY, TAINT_VALUE)
 from azext_virtualnode import workload
 from azext_virtualnode.addon import ClusterView
-from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable, NodeFacts
+from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable, NodeFacts, owned_by_daemonset
 from azext_virtualnode.network import SubnetFacts, usable_addresses
 
 LEASE_DURATION = 40.0
@@ -404,7 +404,7 @@ def _gather_kube(f: Facts, src: Sources, selector: str) -> None:
                                 read(lambda: kube.connector_pods(f.connector_namespace, selector), [])]
             on_node = read(lambda: kube.pods_on_node(f.node_name))
             if on_node is not None:
-                f.workload = [PodFacts.of(p) for p in on_node if not _owned_by_daemonset(p)]
+                f.workload = [PodFacts.of(p) for p in on_node if not owned_by_daemonset(p)]
                 f.node_pods = {(p.metadata.namespace, p.metadata.name) for p in on_node}
             target = workload.MODES.get(f.mode)
             if target is not None:
@@ -422,7 +422,3 @@ def _gather_kube(f: Facts, src: Sources, selector: str) -> None:
         f.kube_error, f.kube_error_code = str(exc), exc.code
     except ClusterUnreachable as exc:
         f.kube_error, f.kube_error_code = str(exc), exc.code
-
-
-def _owned_by_daemonset(pod: Any) -> bool:
-    return any(ref.kind == "DaemonSet" for ref in pod.metadata.owner_references or [])

@@ -108,6 +108,11 @@ def _write_private(directory: str, name: str, b64: str) -> str:
     return path
 
 
+def owned_by_daemonset(pod: Any) -> bool:
+    """DaemonSet pods follow every node, virtual ones included; they never block removing a node."""
+    return any(ref.kind == "DaemonSet" for ref in pod.metadata.owner_references or [])
+
+
 def _age_seconds(ts: Any) -> float | None:
     if ts is None:
         return None

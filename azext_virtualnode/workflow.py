@@ -35,7 +35,7 @@ from azext_virtualnode.connectors.chart import ChartEnable
 from azext_virtualnode.context import Ctx, Deadline, Timeout, Waiting, node_resource_group_id, progress
 from azext_virtualnode.health import Facts, PodFacts, Sources, build_status, evaluate, gather
 from azext_virtualnode.identity import connector_identity, identity_by_client_id, role_state
-from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable
+from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable, owned_by_daemonset
 from azext_virtualnode.lro import poll_interval
 from azext_virtualnode.network import (SubnetFacts, check_cidr_fits, check_existing_subnet, first_free_block,
                                        parse_cidr, subnet_body)
@@ -455,8 +455,7 @@ def _confirm(message: str, yes: bool) -> None:
 def refuse_if_busy_node(ctx: Ctx, force: bool, node_name: str = ADDON_NODE_NAME) -> None:
     try:
         with ctx.kube() as kube:
-            pods = [p for p in kube.pods_on_node(node_name)
-                    if not any(r.kind == "DaemonSet" for r in p.metadata.owner_references or [])]
+            pods = [p for p in kube.pods_on_node(node_name) if not owned_by_daemonset(p)]
     except ClusterUnreachable as exc:
         if force:
             progress(f"Warning: could not check for pods on the virtual node ({exc}); continuing (--force).")

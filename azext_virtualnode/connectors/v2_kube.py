@@ -70,10 +70,6 @@ def named(kube: Any, kind: str, namespace: str, name: str) -> Any | None:
     return kube.get(f"/api/v1/namespaces/{quote(namespace)}/{kind}/{quote(name)}")
 
 
-def not_daemonset(pod: Any) -> bool:
-    return not any(r.kind == "DaemonSet" for r in pod.metadata.owner_references or [])
-
-
 def live(pod: Any) -> bool:
     return (pod.status.phase or "") not in ("Succeeded", "Failed")
 

@@ -41,7 +41,7 @@ from azext_virtualnode.connectors.v2_health import InfraPod, V2Facts, V2Node, V2
 from azext_virtualnode.context import Ctx, Deadline, Timeout, Waiting, node_resource_group_id, progress
 from azext_virtualnode.identity import (GROUPS_NEED, SUBNET_NEED, chart_identity, ensure_role, identity_by_client_id,
                                         role_state)
-from azext_virtualnode.kube import ClusterUnreachable
+from azext_virtualnode.kube import ClusterUnreachable, owned_by_daemonset
 from azext_virtualnode.network import SubnetFacts, check_existing_subnet, subnet_body
 from azext_virtualnode.operations import timeout_report, wait_operation
 from azext_virtualnode.roles import ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE
@@ -675,7 +675,8 @@ def scale(ctx: Ctx, replicas: int, force: bool, yes: bool, timeout: int, no_wait
                 check_capacity(ctx, kube, replicas - len(running), rel.chart_version)
                 busy: list[Any] = []
             else:
-                busy = [p for name in going for p in kube.pods_on_node(name) if vk.not_daemonset(p) and vk.live(p)]
+                busy = [p for name in going for p in kube.pods_on_node(name)
+                        if not owned_by_daemonset(p) and vk.live(p)]
     except ClusterUnreachable as exc:
         raise ValidationError(f"Cannot reach the API server of cluster '{ctx.name}': {exc}. Nothing was "
                               "changed.") from None
@@ -802,7 +803,7 @@ def disable(ctx: Ctx, cluster: ClusterView, release: Release, delete_subnet: boo
     try:
         with ctx.kube() as kube:
             nodes = [n.metadata.name for n in vk.release_nodes(kube, rel.fullname)]
-            busy = [p for name in nodes for p in kube.pods_on_node(name) if vk.not_daemonset(p) and vk.live(p)]
+            busy = [p for name in nodes for p in kube.pods_on_node(name) if not owned_by_daemonset(p) and vk.live(p)]
     except ClusterUnreachable as exc:
         raise ValidationError(f"Cannot read cluster '{ctx.name}': {exc}. Nothing was changed.") from None
     if busy and not force:
