@@ -2,11 +2,13 @@
 import time
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2):
+def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = ""):
+    """The first truthy value of ``predicate()``; AssertionError (naming ``what`` and the last value) at timeout."""
     deadline = time.monotonic() + timeout
+    last = None
     while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
+        last = predicate()
+        if last:
+            return last
         time.sleep(interval)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"condition not reached within {timeout}s: {what} (last: {last!r})")

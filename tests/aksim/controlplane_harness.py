@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any, Callable, TypeVar
 
 from aksim import controlplane
 from aksim.arm import authorization
 from aksim.arm.containerservice import ManagedClusters
 from aksim.sim import Simulator
+from waiting import wait_for
 
 T = TypeVar("T")
 
@@ -80,14 +80,7 @@ class Harness:
         return self.locked(lambda: self.store.list(resource, namespace, labels, fields))
 
     def until(self, fn: Callable[[], T], timeout: float = 8.0, what: str = "") -> T:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = self.locked(fn)
-            if last:
-                return last
-            time.sleep(0.02)
-        raise AssertionError(f"not reached within {timeout}s: {what} (last: {last!r})")
+        return wait_for(lambda: self.locked(fn), timeout, 0.02, what)
 
     def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         return [e for e in self.list("events", namespace) if e["involvedObject"]["name"] == name]

@@ -15,6 +15,7 @@ import yaml
 from aksim.controlplane import backoff
 from aksim.scenario import read_raw
 from conftest import TOOLS_BIN
+from waiting import wait_for
 
 CHART = str(Path(__file__).resolve().parents[1] / "fixtures" / "charts" / "virtualnode")
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -77,14 +78,7 @@ class Vn2:
             return fn()
 
     def until(self, fn: Callable[[], Any], timeout: float = 15, what: str = "") -> Any:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = self.locked(fn)
-            if last:
-                return last
-            time.sleep(0.02)
-        raise AssertionError(f"not reached within {timeout}s: {what} (last: {last!r})")
+        return wait_for(lambda: self.locked(fn), timeout, 0.02, what)
 
     def get(self, resource: str, namespace: str | None, name: str) -> Any:
         return self.locked(lambda: self.store.get(resource, namespace, name))
