@@ -655,48 +655,45 @@ class _Api(ProviderApi):
                                 for r in self.world.arm.children(f"{rg['id']}/providers/{NS}", rtype)])
         return handler
 
-    def put_simple(self, rtype: str) -> Callable[[Request], Response]:
-        def handler(req: Request) -> Response:
-            require_api_version(req)
-            body = req.json() or {}
-            if not body.get("location"):
-                raise HttpError(400, "LocationRequired", "The location property is required for this definition.")
-            with self.sim.lock:
-                rg = self._rg(req)
-                res_id = self._id(req, rtype, req.params["name"])
-                authorization.authorize(self.world, f"{rtype}/write", res_id)
-                existing = self.world.arm.get(res_id)
-                props = {k: v for k, v in (body.get("properties") or {}).items() if k != "subnets"}
-                res = _simple(rg["id"], rtype, name_of(res_id), body["location"], props, body.get("tags"))
-                res["properties"]["provisioningState"] = "Updating"
-                self.world.arm.put(res)
-                return self._lro(req, 200 if existing else 201, _render_linked(self.world, res), res["location"],
-                                 self._settle(res_id))
-        return handler
-
-
-class _NatApi(_Api):
-    """NAT gateways: a subnet points at one with ``natGateway.id``; one in use cannot be deleted."""
-
-    def put(self, req: Request) -> Response:
+    def put_located(self, req: Request, rtype: str,
+                    build: Callable[[dict[str, Any], str, dict[str, Any], dict[str, Any] | None], dict[str, Any]]
+                    ) -> Response:
+        """PUT of a resource-group resource that needs a location: authorize, ``build(rg, id, body, existing)``
+        (which may refuse), store it Updating and answer with the long-running operation."""
         require_api_version(req)
         body = req.json() or {}
         if not body.get("location"):
             raise HttpError(400, "LocationRequired", "The location property is required for this definition.")
         with self.sim.lock:
             rg = self._rg(req)
-            res_id = self._id(req, NAT_TYPE, req.params["name"])
-            authorization.authorize(self.world, f"{NAT_TYPE}/write", res_id)
+            res_id = self._id(req, rtype, req.params["name"])
+            authorization.authorize(self.world, f"{rtype}/write", res_id)
             existing = self.world.arm.get(res_id)
+            res = build(rg, res_id, body, existing)
+            res["properties"]["provisioningState"] = "Updating"
+            self.world.arm.put(res)
+            return self._lro(req, 200 if existing else 201, _render_linked(self.world, res), res["location"],
+                             self._settle(res_id))
+
+    def put_simple(self, rtype: str) -> Callable[[Request], Response]:
+        def build(rg: dict[str, Any], res_id: str, body: dict[str, Any], _existing: Any) -> dict[str, Any]:
+            props = {k: v for k, v in (body.get("properties") or {}).items() if k != "subnets"}
+            return _simple(rg["id"], rtype, name_of(res_id), body["location"], props, body.get("tags"))
+        return lambda req: self.put_located(req, rtype, build)
+
+
+class _NatApi(_Api):
+    """NAT gateways: a subnet points at one with ``natGateway.id``; one in use cannot be deleted."""
+
+    def put(self, req: Request) -> Response:
+        def build(rg: dict[str, Any], res_id: str, body: dict[str, Any], existing: Any) -> dict[str, Any]:
             check_preconditions(req, (existing or {}).get("etag"), existing is not None)
             res = nat_gateway_body(rg["id"], name_of(res_id), body["location"], body.get("properties") or {},
                                    body.get("sku"), body.get("tags"), body.get("zones"))
             if existing:
                 res["properties"]["resourceGuid"] = existing["properties"].get("resourceGuid")
-            res["properties"]["provisioningState"] = "Updating"
-            self.world.arm.put(res)
-            return self._lro(req, 200 if existing else 201, _render_linked(self.world, res), res["location"],
-                             self._settle(res_id))
+            return res
+        return self.put_located(req, NAT_TYPE, build)
 
     def delete(self, req: Request) -> Response:
         require_api_version(req)
