@@ -105,14 +105,18 @@ def pod_requests(pod: Any) -> tuple[float, float]:
     return (max([app[0]] + [i[0] for i in inits]), max([app[1]] + [i[1] for i in inits]))
 
 
-def node_rooms(kube: Any, candidates: int) -> CapacityRead:
-    """Free room on the regular Linux nodes: one node list (label selector), then the pods of at most
-    ``candidates`` nodes — those with the most allocatable CPU — one field-selector list each."""
+def node_rooms(kube: Any, needed: int, requests: tuple[int, int]) -> CapacityRead:
+    """Free room on the regular Linux nodes: one node list (label selector), then the pods of one node after
+    another — those with the most allocatable CPU first — one field-selector list each, until ``needed`` infra
+    pods of ``requests`` fit (so a cluster with room costs a few reads, whatever its size; only a cluster
+    without room is read node by node)."""
     nodes = [n for n in items(kube.get("/api/v1/nodes", labelSelector=REGULAR_NODES)) if _schedulable(n)]
     nodes.sort(key=lambda n: (quantity((n.status.allocatable or {}).get("cpu")),
                               quantity((n.status.allocatable or {}).get("memory"))), reverse=True)
-    rooms = []
-    for node in nodes[:max(candidates, 0)]:
+    rooms: list[v2.NodeRoom] = []
+    for node in nodes:
+        if needed <= 0 or v2.infra_pods_that_fit(rooms, requests) >= needed:
+            break
         alloc = node.status.allocatable or {}
         cpu, mem = quantity(alloc.get("cpu")), quantity(alloc.get("memory"))
         for pod in kube.pods_on_node(node.metadata.name):
@@ -120,7 +124,7 @@ def node_rooms(kube: Any, candidates: int) -> CapacityRead:
                 used = pod_requests(pod)
                 cpu, mem = cpu - used[0], mem - used[1]
         rooms.append(v2.NodeRoom(node.metadata.name, int(round(cpu * 1000)), int(mem)))
-    return CapacityRead(rooms, len(nodes), 1 + min(len(nodes), max(candidates, 0)))
+    return CapacityRead(rooms, len(nodes), 1 + len(rooms))
 
 
 # -- writes ----------------------------------------------------------------------------------------------------
