@@ -36,6 +36,7 @@ GROUP_WRITERS = {
 SUBNET_WRITE = "Microsoft.Network/virtualNetworks/subnets/write"
 GROUP_WRITE = "Microsoft.ContainerInstance/containerGroups/write"
 ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
+ROLE_ASSIGNMENT_DELETE = "Microsoft.Authorization/roleAssignments/delete"
 CLUSTER_WRITE = "Microsoft.ContainerService/managedClusters/write"
 
 

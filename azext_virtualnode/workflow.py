@@ -205,7 +205,8 @@ def check_caller_rights(ctx: Ctx, needs: list[tuple[str, str]]) -> None:
         if scope not in by_scope:
             by_scope[scope] = roles.permissions(scope)
         if not action_allowed(action, by_scope[scope]):
-            role = {ROLE_ASSIGNMENT_WRITE: "User Access Administrator", SUBNET_WRITE: NETWORK_CONTRIBUTOR,
+            role = {ROLE_ASSIGNMENT_WRITE: "User Access Administrator",
+                    ROLE_ASSIGNMENT_WRITE.replace("/write", "/delete"): "User Access Administrator", SUBNET_WRITE: NETWORK_CONTRIBUTOR,
                     CLUSTER_WRITE: "Azure Kubernetes Service Contributor Role"}.get(action, "Contributor")
             missing.append(MissingRight(action, scope, role))
     if missing:

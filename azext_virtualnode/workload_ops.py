@@ -34,7 +34,7 @@ _API = {"deployment": ("AppsV1Api", "read_namespaced_deployment", "patch_namespa
         "cronjob": ("BatchV1Api", "read_namespaced_cron_job", "patch_namespaced_cron_job")}
 
 
-class _Conflict(Exception):
+class Conflict(Exception):
     """409: the workload changed since it was read."""
 
 
@@ -49,7 +49,7 @@ def _raw(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any] | 
         if exc.status == 404:
             return None
         if exc.status == 409:
-            raise _Conflict() from exc
+            raise Conflict() from exc
         message = _status_message(exc)
         if exc.status in (401, 403):
             raise ValidationError(f"The cluster's API server refused the request ({exc.status}): {message}. "
@@ -147,7 +147,7 @@ def _place(ctx: Ctx, api: Workloads, kind: Kind, name: str, namespace: str, poli
             return p.result(applied=False)
         try:
             api.patch(kind, name, namespace, patch)
-        except _Conflict:
+        except Conflict:
             time.sleep(0.2 * (attempt + 1))
             continue
         _report(p)

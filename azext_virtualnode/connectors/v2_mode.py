@@ -195,15 +195,17 @@ def resolve_chart(ctx: Ctx, chart: str | None, version: str | None, minor: int) 
     return ref
 
 
-def refuse_other_modes(ctx: Ctx, cluster: ClusterView, releases: list[Release], release: str) -> V2Release | None:
-    """The three modes exclude each other; one v2 release per cluster. Returns our existing release."""
-    if cluster.addon_enabled:
+def refuse_other_modes(ctx: Ctx, cluster: ClusterView, releases: list[Release], release: str,
+                       allow_legacy: bool = False) -> V2Release | None:
+    """The three modes exclude each other (except while ``migrate`` moves a cluster from a legacy connector to
+    v2: ``allow_legacy``); one v2 release per cluster. Returns our existing release."""
+    if cluster.addon_enabled and not allow_legacy:
         raise ValidationError(
             f"The managed ACI connector add-on is enabled on cluster '{ctx.name}'; Virtual Nodes v2 would run next to "
             f"it. Remove it first with 'az aks virtual-node disable {ctx.ids}', then enable with --mode v2. Nothing "
             "was changed.")
     legacy = [r for r in releases if r.chart_name == LEGACY_CHART]
-    if legacy:
+    if legacy and not allow_legacy:
         r = legacy[0]
         raise ValidationError(
             f"The legacy ACI connector chart is installed on cluster '{ctx.name}' (Helm release '{r.name}' of chart "
@@ -270,12 +272,13 @@ def check_priority_classes(ctx: Ctx, kube: Any, values: dict[str, Any]) -> None:
 
 
 def check_capacity(ctx: Ctx, kube: Any, needed: int, chart_version: str | None) -> None:
-    """``needed`` more infra pods must fit on the regular Linux nodes: one node list, then the pods of at most
-    needed + 2 candidate nodes (the largest by allocatable CPU)."""
+    """``needed`` more infra pods must fit on the regular Linux nodes: one node list, then the pods of the
+    largest nodes until they fit (``v2_kube.node_rooms``)."""
     if needed <= 0:
         return
-    read = vk.node_rooms(kube, needed + 2)
-    error = v2.capacity_error(read.rooms, needed, v2.infra_requests(chart_version))
+    requests = v2.infra_requests(chart_version)
+    read = vk.node_rooms(kube, needed, requests)
+    error = v2.capacity_error(read.rooms, needed, requests)
     if error:
         raise ValidationError(f"Not enough room on cluster '{ctx.name}' (checked {len(read.rooms)} of "
                               f"{read.nodes_listed} schedulable regular Linux node(s)): {error} Nothing was changed.")
@@ -337,14 +340,15 @@ class V2Plan:  # pylint: disable=too-many-instance-attributes
     helm: Helm
 
 
-def plan_enable(ctx: Ctx, opts: Any, cluster: ClusterView, minor: int) -> V2Plan:  # pylint: disable=too-many-locals
+# pylint: disable-next=too-many-locals
+def plan_enable(ctx: Ctx, opts: Any, cluster: ClusterView, minor: int, allow_legacy: bool = False) -> V2Plan:
     """Every read and check of enable --mode v2 after the cluster's own (``check_cluster``), before any write."""
     from azext_virtualnode.workflow import check_caller_rights, check_region_and_provider, plan_subnet
     helm = Helm.discover()
     release = opts.release or v2.RELEASE
     try:
         with ctx.kube() as kube:
-            existing = refuse_other_modes(ctx, cluster, find_releases(kube, CHART_NAMES), release)
+            existing = refuse_other_modes(ctx, cluster, find_releases(kube, CHART_NAMES), release, allow_legacy)
             chart = resolve_chart(ctx, opts.chart, opts.chart_version, minor)
             namespace = opts.namespace or (existing.namespace if existing else v2.NAMESPACE)
             replicas = opts.replicas or (existing.replicas if existing else 1)
@@ -386,7 +390,6 @@ def plan_enable(ctx: Ctx, opts: Any, cluster: ClusterView, minor: int) -> V2Plan
 
 
 def enable(ctx: Ctx, opts: Any) -> dict[str, Any] | None:
-    from azext_virtualnode.workflow import register_provider
     ctx.deadline = Deadline(opts.timeout)
     deadline = ctx.deadline.at
     cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
@@ -395,7 +398,19 @@ def enable(ctx: Ctx, opts: Any) -> dict[str, Any] | None:
     access_preflight(ctx, cluster, _writes(), "enable")
     p = plan_enable(ctx, opts, cluster, minor)
     # ---- first write below this line ----
-    resume = f"az aks virtual-node enable {ctx.ids} --mode v2"
+    install(ctx, p, f"az aks virtual-node enable {ctx.ids} --mode v2")
+    if opts.no_wait:
+        progress(f"Started. Run 'az aks virtual-node wait {ctx.ids} --ready' to wait for the virtual nodes.")
+        return None
+    rel = current_release(ctx)
+    verify(ctx, rel, opts.timeout)
+    return status(ctx, cluster, rel)
+
+
+def install(ctx: Ctx, p: V2Plan, resume: str) -> None:
+    """The writes of a v2 plan, each skipped when already done: provider, subnets, roles, the Helm release."""
+    from azext_virtualnode.workflow import register_provider
+    cluster, deadline = p.cluster, ctx.deadline.at
     if p.needs_register:
         register_provider(ctx, deadline)
         ctx.done.append(f"registered the {ACI_PROVIDER} provider")
@@ -433,12 +448,6 @@ def enable(ctx: Ctx, opts: Any) -> dict[str, Any] | None:
         ctx.done.append(f"installed Helm release '{p.release}'")
     if granted or p.needs_register or any(plan.body is not None for plan in p.subnets):
         heal(ctx, p.namespace, p.release)
-    if opts.no_wait:
-        progress(f"Started. Run 'az aks virtual-node wait {ctx.ids} --ready' to wait for the virtual nodes.")
-        return None
-    rel = current_release(ctx)
-    verify(ctx, rel, opts.timeout)
-    return status(ctx, cluster, rel)
 
 
 def current_release(ctx: Ctx) -> V2Release:
