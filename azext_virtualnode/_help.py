@@ -165,3 +165,31 @@ examples:
   - name: Scale without waiting for the new nodes, or with a longer wait
     text: az aks virtual-node scale -g MyResourceGroup -n MyCluster --replicas 4 --no-wait --timeout 900
 """
+
+helps["aks virtual-node migrate"] = """
+type: command
+short-summary: Move a cluster from the legacy virtual node (add-on or legacy chart) to Virtual Nodes v2 without downtime.
+long-summary: >-
+    First a plan, checked before any change: the Virtual Nodes v2 preflight (room for the infra pods, Azure CNI
+    node subnet, no authorized IP ranges, chart version, your rights), the subnet (the legacy connector's is reused
+    when v2 can use it) and what becomes of every workload aimed at the legacy node: re-placed (Deployments,
+    StatefulSets, ReplicaSets, suspended Jobs, CronJobs), not movable (bare pods, running Jobs: listed with the
+    reason) or unaffected. '--dry-run' prints it and changes nothing. Then v2 is installed beside the legacy
+    connector and verified; the legacy node is cordoned; each workload is re-placed for v2 with the policy it had
+    (pinned stays pinned, burst stays burst) and its pods leave the legacy node one workload at a time (a
+    Deployment's own rollout paced by maxSurge/maxUnavailable; other kinds by evictions that respect
+    PodDisruptionBudgets). A workload that would lose availability is refused unless --force. When no pod is left
+    on the legacy node, the role assignments this extension created for the legacy connector (and v2 does not
+    use) are removed and the legacy connector is turned off; the subnet is kept. Every step checks before it
+    acts: re-run an interrupted migration to continue; on a migrated cluster it has nothing to do. The output is
+    the final 'status' plus a 'migration' summary.
+examples:
+  - name: See what the migration would do, changing nothing
+    text: az aks virtual-node migrate -g MyResourceGroup -n MyCluster --to v2 --dry-run
+  - name: Migrate (for scripts, without the prompt)
+    text: az aks virtual-node migrate -g MyResourceGroup -n MyCluster --to v2 --yes
+  - name: Migrate to two v2 nodes on a new subnet
+    text: az aks virtual-node migrate -g MyResourceGroup -n MyCluster --to v2 --replicas 2 --subnet-name cg --yes
+  - name: Remove the legacy connector even though bare pods still run on it
+    text: az aks virtual-node migrate -g MyResourceGroup -n MyCluster --to v2 --yes --force
+"""

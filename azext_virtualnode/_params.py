@@ -102,3 +102,27 @@ def load_arguments(self, _):
         c.argument("dry_run", arg_type=get_three_state_flag(), help="Only list what would be deleted.")
         c.argument("yes", options_list=["--yes", "-y"], arg_type=get_three_state_flag(),
                    help="Do not prompt for confirmation.")
+
+    with self.argument_context("aks virtual-node migrate") as c:
+        c.argument("to", arg_type=get_enum_type(["v2"]), required=True,
+                   help="The connector to move to: 'v2', Virtual Nodes v2 (the 'virtualnode' Helm chart).")
+        c.argument("replicas", type=replicas_type,
+                   help=f"Number of Virtual Nodes v2 nodes, 1 to {MAX_REPLICAS} (default 1, or what is installed).")
+        c.argument("subnet_name", help="ACI subnet(s) for Virtual Nodes v2, NAME[,NAME...] in the cluster's virtual "
+                   "network. Default: the legacy connector's subnet when v2 can use it, else 'cg' (created and "
+                   "delegated if missing).")
+        c.argument("chart", help="The virtualnode chart: a local directory or .tgz package, or a URL. Default: the "
+                   "published package of the newest line tested with the cluster's Kubernetes version.")
+        c.argument("chart_version", help="The virtualnode chart version (checked against the cluster's Kubernetes "
+                   "version).")
+        c.argument("dry_run", arg_type=get_three_state_flag(),
+                   help="Only print the plan (v2 preflight, subnet, what becomes of each workload); change nothing.")
+        c.argument("yes", options_list=["--yes", "-y"], arg_type=get_three_state_flag(),
+                   help="Do not prompt for confirmation.")
+        c.argument("force", arg_type=get_three_state_flag(),
+                   help="Move workloads even when that costs them availability (evictions a PodDisruptionBudget "
+                   "refuses become deletions), and remove the legacy connector even when pods that cannot be moved "
+                   "(bare pods, running Jobs) are still on it (their container groups are deleted).")
+        c.argument("timeout", type=int, validator=validate_positive("--timeout", "timeout"),
+                   help="Seconds for the whole migration (default 1800); an interrupted or timed-out migration is "
+                   "continued by running the command again.")

@@ -64,3 +64,13 @@ def scale_virtual_node(cmd: Any, resource_group_name: str, name: str, replicas: 
                        no_wait: bool = False) -> dict[str, Any] | None:
     from azext_virtualnode.connectors.v2_mode import scale
     return scale(_ctx(cmd, resource_group_name, name), replicas, force, yes, timeout, no_wait)
+
+
+def migrate_virtual_node(cmd: Any, resource_group_name: str, name: str, to: str, replicas: int | None = None,
+                         subnet_name: str | None = None, chart: str | None = None, chart_version: str | None = None,
+                         dry_run: bool = False, yes: bool = False, force: bool = False,
+                         timeout: int | None = None) -> dict[str, Any]:
+    from azext_virtualnode.migrate import MIGRATE_TIMEOUT, MigrateOptions, migrate
+    return migrate(_ctx(cmd, resource_group_name, name), MigrateOptions(
+        to=to, replicas=replicas, subnet_name=subnet_name, chart=chart, chart_version=chart_version,
+        dry_run=dry_run, yes=yes, force=force, timeout=timeout or MIGRATE_TIMEOUT))
