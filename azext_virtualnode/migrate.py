@@ -92,7 +92,7 @@ def _needs() -> tuple[Any, ...]:
         Need("patch", "statefulsets", "apps", "re-placing workloads"),
         Need("patch", "replicasets", "apps", "re-placing workloads"),
         Need("list", "poddisruptionbudgets", "policy", "the workloads' disruption budgets"),
-        Need("create", "pods/eviction", why="moving pods off the legacy node"))
+        Need("delete", "pods", why="moving pods off the legacy node (evictions)"))
 
 
 # -- the command ---------------------------------------------------------------------------------------------
