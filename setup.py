@@ -2,7 +2,7 @@
 """Azure CLI extension 'virtual-node': az aks virtual-node enable | disable | status | wait."""
 from setuptools import find_packages, setup
 
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 
 CLASSIFIERS = [
     "Development Status :: 4 - Beta",

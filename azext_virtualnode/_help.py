@@ -8,7 +8,8 @@ long-summary: >-
     identity Network Contributor on that subnet only, and verifies on the cluster that node
     virtual-node-aci-linux registered, is Ready, tainted and heart-beating. With '--mode chart' it installs
     the self-managed virtual-kubelet-azure-aci Helm chart instead (Helm 3 needed). 'status' reports whether it
-    really works and why not; 'disable' removes it all again.
+    really works and why not; 'disable' removes it all again. 'migrate --to v2' moves a cluster from the add-on
+    or the legacy chart to Virtual Nodes v2 without downtime.
 examples:
   - name: Enable a virtual node on a cluster (Azure CNI) and verify that it works
     text: az aks virtual-node enable -g MyResourceGroup -n MyCluster
@@ -16,6 +17,8 @@ examples:
     text: az aks virtual-node status -g MyResourceGroup -n MyCluster -o table
   - name: Remove the virtual node and its subnet
     text: az aks virtual-node disable -g MyResourceGroup -n MyCluster --delete-subnet --yes
+  - name: Move from the add-on to Virtual Nodes v2, after looking at the plan
+    text: az aks virtual-node migrate -g MyResourceGroup -n MyCluster --to v2 --dry-run
 """
 
 helps["aks virtual-node enable"] = """
