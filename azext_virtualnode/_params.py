@@ -4,7 +4,7 @@ from azext_virtualnode._validators import (MAX_REPLICAS, replicas_type, validate
                                            validate_positive, validate_subnet_name, validate_wait)
 
 
-def load_arguments(self, _):
+def load_arguments(self, _):  # pylint: disable=too-many-statements
     from azure.cli.core.commands.parameters import get_enum_type, get_three_state_flag
 
     with self.argument_context("aks virtual-node") as c:

@@ -148,7 +148,7 @@ def migrate(ctx: Ctx, o: MigrateOptions, confirm: Callable[[str, bool], None] | 
 
 
 def summary(source: str, moved: list[dict[str, Any]], skipped: list[dict[str, Any]], removed: bool,
-            roles: list[str], nothing_to_do: bool = False, rel: Any = None, subnets: list[str] | None = None,
+            roles: list[str], *, nothing_to_do: bool = False, rel: Any = None, subnets: list[str] | None = None,
             reused: bool = False) -> dict[str, Any]:
     return {"from": source, "to": "v2", "nothingToDo": nothing_to_do, "release": rel.name if rel else None,
             "subnets": subnets or [], "subnetReused": reused, "moved": moved, "skipped": skipped,
@@ -370,7 +370,7 @@ def move_one(ctx: Ctx, kube: Any, api: Any, m: Move, legacy_node: str, force: bo
             elif m.kind.name == "statefulset" and statefulset_rolling(obj):
                 time.sleep(1)
                 continue
-            if all_ready(m.kind, obj):
+            if all_ready(obj):
                 name = pods[0]["metadata"]["name"]
                 refusal = vk.evict(kube, m.namespace, name)
                 if refusal is None:

@@ -93,7 +93,10 @@ def replan(obj: Obj, kind: Kind, policy: str) -> Plan:
     meta = obj.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     managed = Managed.parse(annotations.get(PLACEMENT_ANNOTATION))
-    if managed is None or managed.mode not in LEGACY_MODES:
+    # Only a template without place's record is read as hand-written: a v2 record (an earlier or interrupted run)
+    # already says what place manages, and replacing it with the template's "legacy" entries (the provider
+    # toleration, shared by both modes) would drop the v2 selector/preference from it (not idempotent).
+    if managed is None or managed.mode not in (*LEGACY_MODES, MODES["v2"].mode):
         obj = copy.deepcopy(obj)
         obj["metadata"] = {**meta, "annotations": {
             **annotations, PLACEMENT_ANNOTATION: legacy_entries(pod_spec(obj, kind)).as_json()}}
@@ -150,43 +153,29 @@ def _selects(selector: Obj | None, labels: dict[str, str]) -> bool:
 
 def pdb_floor(pdbs: list[Obj], namespace: str, labels: dict[str, str], replicas: int) -> tuple[int, str] | None:
     """The most available pods any PodDisruptionBudget over these pods demands, with its name."""
-    best: tuple[int, str] | None = None
+    demands: list[tuple[int, str]] = []
     for pdb in pdbs:
         meta, spec = pdb.get("metadata") or {}, pdb.get("spec") or {}
         if meta.get("namespace") != namespace or not _selects(spec.get("selector"), labels):
             continue
         if spec.get("minAvailable") is not None:
-            need = _scaled(spec["minAvailable"], replicas)
+            demands.append((_scaled(spec["minAvailable"], replicas), meta.get("name", "")))
         elif spec.get("maxUnavailable") is not None:
-            need = replicas - _scaled(spec["maxUnavailable"], replicas)
-        else:
-            continue
-        if best is None or need > best[0]:
-            best = (need, meta.get("name", ""))
-    return best
+            demands.append((replicas - _scaled(spec["maxUnavailable"], replicas), meta.get("name", "")))
+    return max(demands, key=lambda d: d[0]) if demands else None
 
 
-def availability_risk(kind: Kind, obj: Obj, pdbs: list[Obj], moves_pods: bool) -> str | None:
-    """Why moving this workload would take it below what it (or a PodDisruptionBudget) promises; None: safe."""
-    spec = obj.get("spec") or {}
-    replicas = int(spec.get("replicas", 1) if kind.name != "job" else 0)
-    if replicas <= 0:
-        return None
-    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    namespace = (obj.get("metadata") or {}).get("namespace", "")
-    budget = pdb_floor(pdbs, namespace, labels, replicas)
-    if kind.name == "deployment":
-        floor = rollout_floor(obj)
-        if (spec.get("strategy") or {}).get("type") == "Recreate":
-            return f"its strategy is Recreate: the rollout that moves it stops all {replicas} pod(s) first"
-        if budget is not None and floor < budget[0]:
-            return (f"its rollout may go down to {floor} available pod(s) (maxUnavailable), below the "
-                    f"{budget[0]} PodDisruptionBudget '{budget[1]}' demands")
-        if floor == 0:
-            return f"its rollout may stop all {replicas} pod(s) (maxUnavailable)"
-        return None
-    if not moves_pods:
-        return None
+def _deployment_risk(obj: Obj, replicas: int, budget: tuple[int, str] | None) -> str | None:
+    floor = rollout_floor(obj)
+    if ((obj.get("spec") or {}).get("strategy") or {}).get("type") == "Recreate":
+        return f"its strategy is Recreate: the rollout that moves it stops all {replicas} pod(s) first"
+    if budget is not None and floor < budget[0]:
+        return (f"its rollout may go down to {floor} available pod(s) (maxUnavailable), below the {budget[0]} "
+                f"PodDisruptionBudget '{budget[1]}' demands")
+    return f"its rollout may stop all {replicas} pod(s) (maxUnavailable)" if floor == 0 else None
+
+
+def _eviction_risk(kind: Kind, replicas: int, budget: tuple[int, str] | None) -> str | None:
     floor = replicas - 1
     if budget is not None and floor < budget[0]:
         return (f"moving a pod leaves {floor} available, below the {budget[0]} PodDisruptionBudget '{budget[1]}' "
@@ -194,6 +183,19 @@ def availability_risk(kind: Kind, obj: Obj, pdbs: list[Obj], moves_pods: bool) -
     if floor == 0:
         return f"its only pod must stop before its replacement starts on the new node ({kind.kind}, 1 replica)"
     return None
+
+
+def availability_risk(kind: Kind, obj: Obj, pdbs: list[Obj], moves_pods: bool) -> str | None:
+    """Why moving this workload would take it below what it (or a PodDisruptionBudget) promises; None: safe."""
+    spec = obj.get("spec") or {}
+    replicas = int(spec.get("replicas", 1) if kind.name != "job" else 0)
+    if replicas <= 0 or (kind.name != "deployment" and not moves_pods):
+        return None
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    budget = pdb_floor(pdbs, (obj.get("metadata") or {}).get("namespace", ""), labels, replicas)
+    if kind.name == "deployment":
+        return _deployment_risk(obj, replicas, budget)
+    return _eviction_risk(kind, replicas, budget)
 
 
 # -- the plan ----------------------------------------------------------------------------------------------
@@ -333,9 +335,9 @@ def deployment_rolled_out(obj: Obj) -> bool:
     """The rollout is complete (``kubectl rollout status``'s test)."""
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     replicas = int(spec.get("replicas", 1))
-    return (int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 1))
-            and int(status.get("updatedReplicas", 0)) >= replicas and int(status.get("replicas", 0)) <= replicas
-            and int(status.get("availableReplicas", 0)) >= replicas)
+    observed, generation = int(status.get("observedGeneration", 0)), int(meta.get("generation", 1))
+    return (observed >= generation and int(status.get("replicas", 0)) <= replicas <= int(
+        status.get("updatedReplicas", 0)) and int(status.get("availableReplicas", 0)) >= replicas)
 
 
 def statefulset_rolling(obj: Obj) -> bool:
@@ -347,6 +349,6 @@ def statefulset_rolling(obj: Obj) -> bool:
     return bool(update and current and update != current)
 
 
-def all_ready(kind: Kind, obj: Obj) -> bool:
+def all_ready(obj: Obj) -> bool:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     return int(status.get("readyReplicas", 0)) >= int(spec.get("replicas", 1))

@@ -40,8 +40,8 @@ from azext_virtualnode.lro import poll_interval
 from azext_virtualnode.network import (SubnetFacts, check_cidr_fits, check_existing_subnet, first_free_block,
                                        parse_cidr, subnet_body)
 from azext_virtualnode.operations import timeout_error, timeout_report, wait_operation
-from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE, MissingRight, action_allowed,
-                                     caller_object_id, missing_rights_error)
+from azext_virtualnode.roles import (CLUSTER_WRITE, ROLE_ASSIGNMENT_DELETE, ROLE_ASSIGNMENT_WRITE, SUBNET_WRITE,
+                                     MissingRight, action_allowed, caller_object_id, missing_rights_error)
 
 logger = get_logger(__name__)
 SAL_API_VERSION = "2021-10-01"
@@ -206,7 +206,7 @@ def check_caller_rights(ctx: Ctx, needs: list[tuple[str, str]]) -> None:
             by_scope[scope] = roles.permissions(scope)
         if not action_allowed(action, by_scope[scope]):
             role = {ROLE_ASSIGNMENT_WRITE: "User Access Administrator",
-                    ROLE_ASSIGNMENT_WRITE.replace("/write", "/delete"): "User Access Administrator", SUBNET_WRITE: NETWORK_CONTRIBUTOR,
+                    ROLE_ASSIGNMENT_DELETE: "User Access Administrator", SUBNET_WRITE: NETWORK_CONTRIBUTOR,
                     CLUSTER_WRITE: "Azure Kubernetes Service Contributor Role"}.get(action, "Contributor")
             missing.append(MissingRight(action, scope, role))
     if missing:
