@@ -294,6 +294,10 @@ def classify(workloads: dict[str, list[Obj]], legacy_pods: list[Obj], pdbs: list
                 else:
                     unaffected += 1         # it runs (or ran) elsewhere; a CronJob's next Jobs follow the CronJob
                 continue
+            if kind_name == "deployment" and (obj.get("spec") or {}).get("paused"):
+                stuck.append(Stuck(f"deployment/{name}", ns, "its rollouts are paused: resume it ('kubectl rollout "
+                                   f"resume deployment/{name} -n {ns}') and re-run", pods))
+                continue
             try:
                 p = replan(obj, kind, policy) if policy is not None else None
             except PlacementError as exc:
