@@ -75,6 +75,9 @@ def legacy_policy(obj: Obj, kind: Kind) -> str | None:
                              "required node affinity; replace that term with a nodeSelector "
                              f"{V2_LABEL[0]}={V2_LABEL[1]} (or use 'az aks virtual-node place') and re-run")
     if any(_legacy_toleration(t) for t in spec.get("tolerations") or []):
+        preferred = Scheduling.of(spec).preferred
+        if burst_term(MODES["v2"]) in preferred and not any(_legacy_preference(t) for t in preferred):
+            return None             # a hand-written v2 burst template (the two modes share the toleration key)
         return "burst"
     return None
 
@@ -303,8 +306,9 @@ def classify(workloads: dict[str, list[Obj]], legacy_pods: list[Obj], pdbs: list
             except PlacementError as exc:
                 stuck.append(Stuck(f"{kind_name}/{name}", ns, str(exc), pods))
                 continue
-            risk = availability_risk(kind, obj, pdbs, bool(pods)) if (pods or (
-                p is not None and p.changed and kind_name == "deployment")) else None
+            # a changed template rolls a Deployment's pods, and a StatefulSet's (RollingUpdate) too
+            rolls = p is not None and p.changed and kind_name in ("deployment", "statefulset")
+            risk = availability_risk(kind, obj, pdbs, bool(pods) or rolls) if (pods or rolls) else None
             if risk and force:
                 risk = None
             moves.append(Move(kind, name, ns, policy or placed_policy(obj), p, len(pods), risk))
