@@ -73,7 +73,9 @@ def nodes_of(pods: list[dict[str, Any]]) -> list[str]:
 
 
 class Watcher(threading.Thread):
-    """Records each Deployment's fewest available replicas (status) while the migration runs."""
+    """Records each Deployment's fewest available pods while the migration runs: pods of its label that are
+    Ready and not terminating, counted from the simulated API server's store (not from the Deployment's status,
+    which the simulated controller computes)."""
 
     def __init__(self, sim: Any, names: list[str]) -> None:
         super().__init__(daemon=True)
@@ -87,10 +89,11 @@ class Watcher(threading.Thread):
         while not self.stop_event.is_set():
             with self.sim.lock:
                 for name in self.names:
-                    dep = store.get_ref("deployments.apps", "default", name)
-                    if dep is not None:
-                        available = (dep.get("status") or {}).get("availableReplicas", 0)
-                        self.low[name] = min(self.low.get(name, available), available)
+                    available = sum(1 for p in store.list_page("pods", "default", f"app={name}").items
+                                    if not p["metadata"].get("deletionTimestamp") and any(
+                                        c.get("type") == "Ready" and c.get("status") == "True"
+                                        for c in (p.get("status") or {}).get("conditions") or []))
+                    self.low[name] = min(self.low.get(name, available), available)
                 self.samples += 1
             time.sleep(0.02)
 
