@@ -72,7 +72,7 @@ class ControlPlane:
     def on_event(self, event_type: str, resource: str, obj: dict[str, Any]) -> None:
         if resource == "pods":
             self.scheduler.on_pod(event_type, obj)
-            self.workloads.on_pod(obj)
+            self.workloads.on_pod(event_type, obj)
             self.kubelet.on_pod(event_type, obj)
             self.connectors.on_pod(event_type, obj)
             self.aci.on_pod(event_type, obj)

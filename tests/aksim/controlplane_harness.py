@@ -115,14 +115,16 @@ class Harness:
     # -- Kubernetes side --------------------------------------------------------------------------------
     def deployment(self, name: str, replicas: int, pod_spec: dict[str, Any] | None = None,
                    image: str = "mcr.microsoft.com/azuredocs/aci-helloworld", namespace: str = "default",
-                   cpu: str | None = None) -> dict[str, Any]:
+                   cpu: str | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A Deployment of ``replicas`` pods labelled ``app=<name>``; ``spec`` adds fields (strategy, ...)."""
         container: dict[str, Any] = {"name": name, "image": image}
         if cpu:
             container["resources"] = {"requests": {"cpu": cpu}}
         body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
                 "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                          "template": {"metadata": {"labels": {"app": name}},
-                                      "spec": {**copy.deepcopy(pod_spec or {}), "containers": [container]}}}}
+                                      "spec": {**copy.deepcopy(pod_spec or {}), "containers": [container]}},
+                         **copy.deepcopy(spec or {})}}
         return self.locked(lambda: self.store.create("deployments.apps", body))
 
     def scale(self, name: str, replicas: int, namespace: str = "default") -> None:

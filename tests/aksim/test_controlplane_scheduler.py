@@ -12,7 +12,7 @@ from aksim.controlplane.podutil import memory_bytes, milli_cpu, pod_requests, qo
 from aksim.controlplane.scheduler import (NodeInfo, PodSpec, Scheduler, Usage, expression_matches,
                                           feasible_nodes_to_find, fit_error, node_info, preference_score,
                                           term_matches, tolerates, untolerated_taint)
-from aksim.controlplane.workloads import deletion_order, max_unavailable, template_hash
+from aksim.controlplane.workloads import deletion_order, max_surge, max_unavailable, template_hash
 
 VK_TAINT = {"key": "virtual-kubelet.io/provider", "value": "azure", "effect": "NoSchedule"}
 
@@ -204,6 +204,15 @@ def test_template_hash_is_stable_and_safe() -> None:
 ])
 def test_max_unavailable(strategy: dict[str, Any], replicas: int, expected: int) -> None:
     assert max_unavailable({"spec": {"replicas": replicas, "strategy": strategy}}) == expected
+
+
+@pytest.mark.parametrize("strategy,replicas,expected", [
+    ({}, 4, 1), ({}, 1, 1), ({}, 0, 0), ({"type": "Recreate"}, 4, 0),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "50%"}}, 5, 3),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}, 3, 0),
+])
+def test_max_surge(strategy: dict[str, Any], replicas: int, expected: int) -> None:
+    assert max_surge({"spec": {"replicas": replicas, "strategy": strategy}}) == expected
 
 
 def test_scale_down_zero_times_and_sidecar_restarts() -> None:

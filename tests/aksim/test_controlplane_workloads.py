@@ -201,3 +201,215 @@ def test_a_pod_edited_to_tolerate_the_taint_is_scheduled_again(simulator: Simula
         tolerations=[{"key": "virtual-kubelet.io/provider", "operator": "Exists"}])))
     pod = h.until(lambda: (p := h.store.get("pods", "default", "shy"))["status"].get("phase") == "Running" and p)
     assert pod["spec"]["nodeName"] == VNODE
+
+
+# -- rollouts -----------------------------------------------------------------------------------------------
+class Rollout:
+    """Watches one app's pods and Deployment at every store commit (subscribers run as each write commits, so
+    no intermediate state is missed): the fewest ready and the most active pods, whether pods of the old and
+    the new image ever lived together, and the Deployment's statuses."""
+
+    def __init__(self, h: Harness, app: str, old_image: str) -> None:
+        self.h, self.app, self.old_image = h, app, old_image
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.min_ready, self.max_active, self.mixed = 10 ** 6, 0, False
+        self.statuses: list[dict[str, Any]] = []
+
+        def start() -> None:
+            for pod in h.store.list("pods", "default", f"app={app}"):
+                self.pods[pod["metadata"]["name"]] = pod
+            h.store.subscribe(self.on_event)
+        h.locked(start)
+
+    def on_event(self, event_type: str, resource: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        if resource == "deployments.apps" and meta["name"] == self.app:
+            self.statuses.append(dict(obj.get("status") or {}))
+            return
+        if resource != "pods" or (meta.get("labels") or {}).get("app") != self.app:
+            return
+        if event_type == "DELETED" or obj["status"].get("phase") in ("Succeeded", "Failed"):
+            self.pods.pop(meta["name"], None)
+        else:
+            self.pods[meta["name"]] = obj
+        ready = [p for p in self.pods.values() if not p["metadata"].get("deletionTimestamp") and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+        self.min_ready = min(self.min_ready, len(ready))
+        self.max_active = max(self.max_active, len(self.pods))
+        images = {p["spec"]["containers"][0]["image"] == self.old_image for p in self.pods.values()}
+        self.mixed = self.mixed or len(images) == 2
+
+    def stop(self) -> None:
+        self.h.locked(lambda: self.h.store.unsubscribe(self.on_event))
+
+
+def set_image(h: Harness, name: str, image: str) -> None:
+    h.locked(lambda: h.store.mutate("deployments.apps", "default", name, lambda d: d["spec"]["template"]["spec"][
+        "containers"][0].update(image=image)))
+
+
+def rolled_out(h: Harness, name: str, replicas: int, image: str) -> dict[str, Any] | None:
+    """The Deployment once every pod runs ``image``, ready, and its status says the rollout is complete."""
+    pods = h.store.list("pods", "default", f"app={name}")
+    d = h.store.get("deployments.apps", "default", name)
+    status = d.get("status") or {}
+    progressing = next((c for c in status.get("conditions", []) if c["type"] == "Progressing"), {})
+    done = (len(pods) == replicas and all(p["spec"]["containers"][0]["image"] == image and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or []) for p in pods)
+            and status.get("observedGeneration") == d["metadata"]["generation"]
+            and status.get("updatedReplicas") == status.get("replicas") == status.get("availableReplicas") == replicas
+            and progressing.get("reason") == "NewReplicaSetAvailable")
+    return d if done else None
+
+
+def scaling_events(h: Harness, name: str) -> list[str]:
+    return [e["message"] for e in sorted(h.events("default", name), key=lambda e: e["metadata"]["creationTimestamp"])
+            if e["reason"] == "ScalingReplicaSet"]
+
+
+def replicasets(h: Harness) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["labels"]["pod-template-hash"]: r for r in h.list("replicasets.apps", "default")}
+
+
+def test_rolling_update_keeps_max_unavailable_and_max_surge(simulator: Simulator) -> None:
+    h = Harness(simulator, scenario(addon=None))
+    h.deployment("web", 6, image="nginx:1.26", spec={"strategy": {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}})
+    h.until(lambda: rolled_out(h, "web", 6, "nginx:1.26"), what="first rollout")
+    (old_hash, old_rs), = replicasets(h).items()
+    assert old_rs["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"] == "7"
+    rollout = Rollout(h, "web", "nginx:1.26")
+    set_image(h, "web", "nginx:1.27")
+    d = h.until(lambda: rolled_out(h, "web", 6, "nginx:1.27"), timeout=15, what="rolled out")
+    rollout.stop()
+
+    assert rollout.min_ready == 5 and rollout.max_active == 7 and rollout.mixed
+    assert min(s.get("availableReplicas", 0) for s in rollout.statuses) >= 5
+    assert max(s.get("replicas", 0) for s in rollout.statuses) <= 7
+    assert any(s.get("updatedReplicas", 0) not in (0, 6) for s in rollout.statuses)     # in between, for a while
+    sets = replicasets(h)
+    new_hash = next(k for k in sets if k != old_hash)
+    assert sets[old_hash]["spec"]["replicas"] == 0 and sets[new_hash]["spec"]["replicas"] == 6
+    assert sets[new_hash]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    messages = scaling_events(h, "web")
+    assert messages[:3] == [f"Scaled up replica set web-{old_hash} from 0 to 6",
+                            f"Scaled up replica set web-{new_hash} from 0 to 1",
+                            f"Scaled down replica set web-{old_hash} to 5 from 6"]
+    assert messages[-1].startswith(f"Scaled down replica set web-{old_hash} to 0 from ")
+    assert any(m.startswith(f"Scaled up replica set web-{new_hash} to 6 from ") for m in messages)
+
+
+def test_default_strategy_keeps_three_of_four_available(simulator: Simulator) -> None:
+    h = Harness(simulator, scenario(addon=None))
+    d = h.deployment("web", 4, image="nginx:1.26")
+    assert d["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "25%", "maxUnavailable": "25%"}
+    h.until(lambda: rolled_out(h, "web", 4, "nginx:1.26"), what="first rollout")
+    rollout = Rollout(h, "web", "nginx:1.26")
+    set_image(h, "web", "nginx:1.27")
+    h.until(lambda: rolled_out(h, "web", 4, "nginx:1.27"), timeout=15, what="rolled out")
+    rollout.stop()
+    assert rollout.min_ready == 3 and rollout.max_active == 5 and rollout.mixed
+
+
+def test_recreate_starts_new_pods_only_when_the_old_ones_are_gone(simulator: Simulator) -> None:
+    h = Harness(simulator, scenario(addon=None))
+    h.deployment("web", 3, image="nginx:1.26", spec={"strategy": {"type": "Recreate"}})
+    h.until(lambda: rolled_out(h, "web", 3, "nginx:1.26"), what="first rollout")
+    (old_hash, _), = replicasets(h).items()
+    rollout = Rollout(h, "web", "nginx:1.26")
+    set_image(h, "web", "nginx:1.27")
+    h.until(lambda: rolled_out(h, "web", 3, "nginx:1.27"), timeout=15, what="rolled out")
+    rollout.stop()
+    assert not rollout.mixed and rollout.min_ready == 0 and rollout.max_active == 3
+    new_hash = next(k for k in replicasets(h) if k != old_hash)
+    assert scaling_events(h, "web")[1:] == [f"Scaled down replica set web-{old_hash} to 0 from 3",
+                                            f"Scaled up replica set web-{new_hash} from 0 to 3"]
+    assert any(s.get("availableReplicas", 0) == 0 and s.get("replicas", 0) == 0 for s in rollout.statuses)
+
+
+def test_a_stuck_rollout_keeps_the_old_pods_scales_proportionally_and_times_out(simulator: Simulator) -> None:
+    """The example of the Kubernetes documentation ("Proportional scaling"): 10 replicas, maxSurge 3,
+    maxUnavailable 2, a new template whose pods cannot start; scaling to 15 gives 3 more to the old ReplicaSet
+    and 2 to the new one. The rollout then exceeds its progress deadline."""
+    h = Harness(simulator, scenario(addon=None))
+    h.deployment("web", 10, image="nginx:1.26", spec={"progressDeadlineSeconds": 2, "strategy": {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}}})
+    h.until(lambda: rolled_out(h, "web", 10, "nginx:1.26"), what="first rollout")
+    (old_hash, _), = replicasets(h).items()
+    h.locked(lambda: h.store.mutate("deployments.apps", "default", "web", lambda d: d["spec"]["template"][
+        "spec"].update(nodeSelector={"disk": "none-has-it"})))
+
+    def stuck(old: int, new: int) -> dict[str, Any] | None:
+        sets = {r["metadata"]["labels"]["pod-template-hash"]: r["spec"]["replicas"]
+                for r in h.store.list("replicasets.apps", "default")}
+        pods = h.store.list("pods", "default", "app=web")
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        ok = sets.pop(old_hash) == old and list(sets.values()) == [new] and len(pods) == old + new \
+            and len(running) == old
+        return h.store.get("deployments.apps", "default", "web") if ok else None
+    h.until(lambda: stuck(8, 5), what="old 8, new 5")
+    time.sleep(0.2)
+    d = h.until(lambda: stuck(8, 5), what="still old 8, new 5")
+    assert d["status"]["availableReplicas"] == 8 and d["status"]["updatedReplicas"] == 5
+    assert {c["type"]: c["status"] for c in d["status"]["conditions"]}["Available"] == "True"
+
+    h.scale("web", 15)
+    d = h.until(lambda: stuck(11, 7), what="scaled in proportion")
+    new_hash = next(k for k in replicasets(h) if k != old_hash)
+    assert scaling_events(h, "web")[-2:] == [f"Scaled up replica set web-{old_hash} to 11 from 8",
+                                             f"Scaled up replica set web-{new_hash} to 7 from 5"]
+
+    def timed_out() -> dict[str, Any] | None:
+        d = h.store.get("deployments.apps", "default", "web")
+        cond = {c["type"]: c for c in d["status"]["conditions"]}["Progressing"]
+        return cond if cond["reason"] == "ProgressDeadlineExceeded" else None
+    cond = h.until(timed_out, timeout=10, what="progress deadline exceeded")
+    assert cond["status"] == "False" and cond["message"] == f'ReplicaSet "web-{new_hash}" has timed out progressing.'
+    assert stuck(11, 7)
+
+
+def test_min_ready_seconds_delays_availability(simulator: Simulator) -> None:
+    h = Harness(simulator, scenario(addon=None))
+    rollout = Rollout(h, "web", "nginx:1.26")
+    h.deployment("web", 2, image="nginx:1.26", spec={"minReadySeconds": 2})
+    started = time.monotonic()
+    h.until(lambda: rolled_out(h, "web", 2, "nginx:1.26"), timeout=10, what="available after minReadySeconds")
+    rollout.stop()
+    assert time.monotonic() - started > 1
+    assert any(s.get("readyReplicas") == 2 and not s.get("availableReplicas") for s in rollout.statuses)
+    rs = next(iter(replicasets(h).values()))
+    assert rs["spec"]["minReadySeconds"] == 2 and rs["status"]["availableReplicas"] == 2
+
+
+def test_paused_rollout_waits_and_a_rollback_takes_the_next_revision(simulator: Simulator) -> None:
+    h = Harness(simulator, scenario(addon=None))
+    h.deployment("web", 2, image="nginx:1.26")
+    h.until(lambda: rolled_out(h, "web", 2, "nginx:1.26"), what="first rollout")
+    (first_hash, _), = replicasets(h).items()
+
+    def progressing() -> dict[str, Any]:
+        d = h.store.get("deployments.apps", "default", "web")
+        return {c["type"]: c for c in d["status"]["conditions"]}["Progressing"]
+    h.locked(lambda: h.store.mutate("deployments.apps", "default", "web", lambda d: d["spec"].update(paused=True)))
+    cond = h.until(lambda: (c := progressing())["reason"] == "DeploymentPaused" and c, what="paused")
+    assert cond["status"] == "Unknown" and cond["message"] == "Deployment is paused"
+    set_image(h, "web", "nginx:1.27")
+    time.sleep(0.3)
+    assert list(replicasets(h)) == [first_hash]                 # no new ReplicaSet while paused
+    h.scale("web", 3)                                           # a paused Deployment still scales
+    pods = h.running("web", 3)
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"nginx:1.26"}
+    assert h.locked(progressing)["reason"] == "DeploymentPaused"
+
+    h.locked(lambda: h.store.mutate("deployments.apps", "default", "web", lambda d: d["spec"].update(paused=False)))
+    d = h.until(lambda: rolled_out(h, "web", 3, "nginx:1.27"), timeout=15, what="resumed and rolled out")
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+
+    set_image(h, "web", "nginx:1.26")                           # kubectl rollout undo: the first template again
+    d = h.until(lambda: rolled_out(h, "web", 3, "nginx:1.26"), timeout=15, what="rolled back")
+    first = replicasets(h)[first_hash]
+    assert len(replicasets(h)) == 2 and first["spec"]["replicas"] == 3
+    assert {k: v for k, v in first["metadata"]["annotations"].items() if "revision" in k} == {
+        "deployment.kubernetes.io/revision": "3", "deployment.kubernetes.io/revision-history": "1"}
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"

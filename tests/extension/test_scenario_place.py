@@ -136,8 +136,11 @@ def test_only_pins_to_the_virtual_node_off_restores_and_reruns_change_nothing(vn
 # -- acceptance 2: burst ------------------------------------------------------------------------------------
 @pytest.mark.scenario(ADDON)
 def test_burst_fills_regular_nodes_first_and_scale_down_removes_the_virtual_pods_first(vn, sim, kubectl):
-    kubectl.apply(deployment("burst", 12, cpu="700m"))
+    # The README's order: place, then scale. (Placing a running Deployment rolls its pods, and the rollout's new
+    # pods start while the old ones still hold the regular nodes, so those would land in ACI, as on a real cluster.)
+    kubectl.apply(deployment("burst", 0, cpu="700m"))
     place(vn, "deployment/burst", "burst")
+    kubectl("scale", "deployment/burst", "--replicas=12")
     pods = wait_for(lambda: (p := kubectl.settled("burst", 12)) and all(
         PROVIDER in x["spec"].get("tolerations", []) for x in p) and p, timeout=30, interval=0.3)
     on_virtual = [p for p in pods if p["spec"]["nodeName"] == VNODE]
