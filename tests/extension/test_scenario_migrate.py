@@ -126,9 +126,10 @@ def with_workloads(vn: Any, kubectl: Kubectl) -> None:
     spare = regular_nodes(kubectl)[-1]
     kubectl("cordon", spare)
     kubectl.apply(deployment("pinned", 3, "100m"))
-    kubectl.apply(deployment("burst", 12, "1"))
+    kubectl.apply(deployment("burst", 0, "1"))          # placed before it scales up, as the README has it
     vn("aks", "virtual-node", "place", *IDS, "--workload", "deployment/pinned", "--policy", "only")
     vn("aks", "virtual-node", "place", *IDS, "--workload", "deployment/burst", "--policy", "burst")
+    kubectl("scale", "deployment/burst", "--replicas=12")
     pinned = wait_for(lambda: (p := kubectl.settled("pinned", 3)) and set(nodes_of(p)) == {ADDON_NODE} and p,
                       timeout=60, what="pinned on the legacy node")
     burst = wait_for(lambda: (p := kubectl.settled("burst", 12)) and ADDON_NODE in nodes_of(p) and all(
