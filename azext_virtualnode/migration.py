@@ -110,13 +110,8 @@ def replan(obj: Obj, kind: Kind, policy: str) -> Plan:
 
 
 # -- availability ------------------------------------------------------------------------------------------
-def _scaled(value: Any, total: int) -> int:
-    if isinstance(value, str) and value.endswith("%"):
-        return math.ceil(int(value[:-1]) * total / 100)
-    return int(value)
-
-
 def _fencepost(value: Any, total: int, round_up: bool) -> int:
+    """An int-or-percent value of ``total`` (Kubernetes' GetScaledValueFromIntOrPercent)."""
     if isinstance(value, str) and value.endswith("%"):
         exact = int(value[:-1]) * total / 100
         return math.ceil(exact) if round_up else math.floor(exact)
@@ -161,10 +156,11 @@ def pdb_floor(pdbs: list[Obj], namespace: str, labels: dict[str, str], replicas:
         meta, spec = pdb.get("metadata") or {}, pdb.get("spec") or {}
         if meta.get("namespace") != namespace or not _selects(spec.get("selector"), labels):
             continue
+        name = meta.get("name", "")
         if spec.get("minAvailable") is not None:
-            demands.append((_scaled(spec["minAvailable"], replicas), meta.get("name", "")))
+            demands.append((_fencepost(spec["minAvailable"], replicas, round_up=True), name))
         elif spec.get("maxUnavailable") is not None:
-            demands.append((replicas - _scaled(spec["maxUnavailable"], replicas), meta.get("name", "")))
+            demands.append((replicas - _fencepost(spec["maxUnavailable"], replicas, round_up=True), name))
     return max(demands, key=lambda d: d[0]) if demands else None
 
 

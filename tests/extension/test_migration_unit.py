@@ -11,6 +11,7 @@ from azext_virtualnode.migration import (Move, Stuck, all_ready, availability_ri
                                          legacy_policy, owner_workload, pdb_floor, replan, restart_patch,
                                          rollout_floor, statefulset_rolling)
 from azext_virtualnode.placement import KINDS, MODES, PLACEMENT_ANNOTATION, PlacementError, plan
+from test_placement_unit import apply_merge_patch
 
 # The literal shapes (not the module's constants), so a changed constant shows up here.
 PROVIDER = {"key": "virtual-kubelet.io/provider", "operator": "Exists"}
@@ -49,19 +50,6 @@ def workload(kind: str = "deployment", name: str = "web", namespace: str = "shop
                 body["replicas"] = replicas
     body.update(top)
     return {"apiVersion": KINDS[kind].api_version, "kind": KINDS[kind].kind, "metadata": meta, "spec": body}
-
-
-def apply_merge_patch(target: dict, patch: dict) -> dict:
-    """RFC 7386, as kube-apiserver applies application/merge-patch+json."""
-    result = copy.deepcopy(target)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = apply_merge_patch(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def placed(obj: dict, kind, policy: str, mode: str | None) -> dict:
