@@ -61,10 +61,8 @@ def legacy_policy(obj: Obj, kind: Kind) -> str | None:
     nodes only). Raises PlacementError for a template that cannot be rewritten automatically."""
     meta, spec = obj.get("metadata") or {}, pod_spec(obj, kind)
     managed = Managed.parse((meta.get("annotations") or {}).get(PLACEMENT_ANNOTATION))
-    if managed is not None and managed.mode == "v2":
-        return None
-    if managed is not None and managed.mode in LEGACY_MODES and managed.policy in ("only", "burst"):
-        return managed.policy
+    if managed is not None and managed.mode in (*LEGACY_MODES, MODES["v2"].mode):
+        return managed.policy if managed.mode in LEGACY_MODES and managed.policy in ("only", "burst") else None
     selector = spec.get("nodeSelector") or {}
     if selector.get(V2_LABEL[0]) == V2_LABEL[1]:
         return None
@@ -74,12 +72,10 @@ def legacy_policy(obj: Obj, kind: Kind) -> str | None:
         raise PlacementError(f"its pod template requires the node label {LEGACY_LABEL[0]}={LEGACY_LABEL[1]} through a "
                              "required node affinity; replace that term with a nodeSelector "
                              f"{V2_LABEL[0]}={V2_LABEL[1]} (or use 'az aks virtual-node place') and re-run")
-    if any(_legacy_toleration(t) for t in spec.get("tolerations") or []):
-        preferred = Scheduling.of(spec).preferred
-        if burst_term(MODES["v2"]) in preferred and not any(_legacy_preference(t) for t in preferred):
-            return None             # a hand-written v2 burst template (the two modes share the toleration key)
-        return "burst"
-    return None
+    preferred = Scheduling.of(spec).preferred
+    # a hand-written v2 burst template is not legacy (the two modes share the toleration key)
+    v2_burst = burst_term(MODES["v2"]) in preferred and not any(_legacy_preference(t) for t in preferred)
+    return "burst" if any(_legacy_toleration(t) for t in spec.get("tolerations") or []) and not v2_burst else None
 
 
 def legacy_entries(spec: Obj) -> Managed:

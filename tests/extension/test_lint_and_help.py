@@ -16,7 +16,7 @@ import pytest
 from conftest import Az  # tests/conftest.py, already imported by pytest (no double import)
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ["enable", "disable", "status", "wait", "place", "prune", "scale"]
+COMMANDS = ["enable", "disable", "status", "wait", "place", "prune", "scale", "migrate"]
 
 
 def test_lint_passes() -> None:

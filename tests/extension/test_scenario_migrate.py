@@ -370,3 +370,17 @@ def test_migrate_from_the_legacy_chart(vn: Any, cluster: Any, kubectl: Kubectl) 
     assert m["roleAssignmentsRemoved"] == []
     after = sorted(a["scope"].lower() for a in assignments(sim) if a["principalId"] == principal)
     assert set(before) <= set(after) and RG_ID.lower() not in after
+
+
+def test_refuses_when_the_v2_preflight_fails_and_without_to(vn: Any, sim: Any) -> None:
+    sim.sim.load(vn2_world("vn2-small-nodes"))
+    enable_addon(vn)
+    sim.reset_logs()
+    res = vn(*MIGRATE, "--yes", check=False)
+    assert res.returncode == 1 and "Not enough room on cluster 'aks-vn2'" in res.stderr, str(res)
+    assert "Nothing was changed" in res.stderr and "Traceback" not in res.stderr
+    assert sim.writes("arm") == [] and sim.writes("kube") == []
+    usage = vn("aks", "virtual-node", "migrate", *IDS, check=False)
+    assert usage.returncode == 2 and "--to" in usage.stderr
+    usage = vn("aks", "virtual-node", "migrate", *IDS, "--to", "v3", check=False)
+    assert usage.returncode == 2 and "v3" in usage.stderr
