@@ -36,3 +36,28 @@ def _node_state(node: dict[str, Any]) -> str:
     state = "Ready" if node.get("ready") else "NotReady"
     age = node.get("leaseAgeSeconds")
     return f"{node['name']} {state}" + (f" lease {age:.0f}s" if age is not None else " no lease")
+
+
+def migrate_table_format(result: dict[str, Any] | None) -> list[OrderedDict[str, Any]]:
+    """``migrate -o table``: the plan one row per workload (--dry-run); after a run, the status row with the
+    migration's outcome."""
+    if not result:
+        return []
+    if result.get("dryRun"):
+        workloads = result.get("workloads") or {}
+        rows = [OrderedDict([("Workload", w["workload"]), ("Namespace", w["namespace"]), ("Plan", "re-place"),
+                             ("Policy", w["policy"]), ("PodsOnLegacyNode", w["podsOnLegacyNode"]),
+                             ("Detail", w.get("availabilityRisk") or w["how"])])
+                for w in workloads.get("replace") or []]
+        rows += [OrderedDict([("Workload", s["workload"]), ("Namespace", s["namespace"]), ("Plan", "cannot move"),
+                              ("Policy", "-"), ("PodsOnLegacyNode", len(s.get("pods") or [])),
+                              ("Detail", s["reason"])])
+                 for s in workloads.get("notMovable") or []]
+        return rows
+    migration = result.get("migration") or {}
+    rows = status_table_format(result)
+    for row in rows:
+        row["Migrated"] = "nothing to do" if migration.get("nothingToDo") else \
+            f"{len(migration.get('moved') or [])} moved, {len(migration.get('skipped') or [])} skipped"
+        row["LegacyRemoved"] = migration.get("connectorRemoved")
+    return rows

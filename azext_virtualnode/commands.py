@@ -1,4 +1,4 @@
-from azext_virtualnode._format import status_table_format
+from azext_virtualnode._format import migrate_table_format, status_table_format
 
 
 def load_command_table(self, _):
@@ -10,4 +10,4 @@ def load_command_table(self, _):
         g.custom_command("place", "place_workload")
         g.custom_command("prune", "prune_virtual_node")
         g.custom_command("scale", "scale_virtual_node", supports_no_wait=True)
-        g.custom_command("migrate", "migrate_virtual_node", table_transformer=status_table_format)
+        g.custom_command("migrate", "migrate_virtual_node", table_transformer=migrate_table_format)

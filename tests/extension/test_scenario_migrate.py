@@ -186,6 +186,8 @@ def test_migrate_from_addon_moves_pinned_and_burst_without_losing_availability(v
     again = vn(*MIGRATE, "--yes")
     assert again.json()["migration"]["nothingToDo"] is True and "nothing to do" in again.stderr
     assert sim.writes("arm") == [] and sim.writes("kube") == []
+    table = vn(*MIGRATE, "--yes", "-o", "table").stdout
+    assert "v2" in table and "nothing to do" in table
 
 
 def bare_pod(name: str) -> dict[str, Any]:
@@ -248,6 +250,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing_and_availability_risks_are_r
     assert plan["workloads"]["unaffected"] >= 1                # deployment/regular (and the connector's own)
     assert len(plan["roleAssignmentsToRemove"]) == 1 and "virtual-node-aci" in plan["roleAssignmentsToRemove"][0]
     assert "cannot move default/pod/lonely: a bare pod" in res.stderr and "Dry run: nothing was changed" in res.stderr
+    table = vn(*MIGRATE, "--dry-run", "-o", "table").stdout
+    assert "deployment/web" in table and "re-place" in table and "cannot move" in table and "pod/lonely" in table
+    assert sim.writes("arm") == [] and sim.writes("kube") == []
 
     sim.reset_logs()
     refused = vn(*MIGRATE, "--yes", check=False)
