@@ -223,6 +223,22 @@ def refuse_other_modes(ctx: Ctx, cluster: ClusterView, releases: list[Release], 
     return next(iter(mine), None)
 
 
+def refuse_pending(ctx: Ctx, release: Release) -> None:
+    """A release left ``pending-*`` (a helm run interrupted, or one still running) makes every helm upgrade fail
+    with 'another operation is in progress': say how to finish it instead."""
+    state = release.status or ""
+    if not state.startswith("pending-"):
+        return
+    ns = release.release_namespace
+    fix = f"'helm rollback {release.name} -n {ns}'"
+    if state == "pending-install":
+        fix = f"'helm uninstall {release.name} -n {ns}' (it removes what the interrupted install created)"
+    raise ValidationError(
+        f"Helm release '{release.name}' on cluster '{ctx.name}' is '{state}': a helm operation on it is still "
+        f"running, or was interrupted. If none is running, finish it with {fix}, then re-run this command. Nothing "
+        "was changed.")
+
+
 def _owned_by(obj: Any, release: str) -> bool:
     annotations = obj.metadata.annotations or {}
     return annotations.get("meta.helm.sh/release-name") == release and \
@@ -349,6 +365,8 @@ def plan_enable(ctx: Ctx, opts: Any, cluster: ClusterView, minor: int, allow_leg
     try:
         with ctx.kube() as kube:
             existing = refuse_other_modes(ctx, cluster, find_releases(kube, CHART_NAMES), release, allow_legacy)
+            if existing is not None:
+                refuse_pending(ctx, existing.release)
             chart = resolve_chart(ctx, opts.chart, opts.chart_version, minor)
             namespace = opts.namespace or (existing.namespace if existing else v2.NAMESPACE)
             replicas = opts.replicas or (existing.replicas if existing else 1)

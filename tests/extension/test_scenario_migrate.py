@@ -389,3 +389,25 @@ def test_refuses_when_the_v2_preflight_fails_and_without_to(vn: Any, sim: Any) -
     assert usage.returncode == 2 and "--to" in usage.stderr
     usage = vn("aks", "virtual-node", "migrate", *IDS, "--to", "v3", check=False)
     assert usage.returncode == 2 and "v3" in usage.stderr
+
+
+# -- an interruption inside helm: the release is left pending-install --------------------------------------
+def test_killed_inside_helm_install_then_rerun_says_how_to_finish(vn: Any, cluster: Any, kubectl: Kubectl) -> None:
+    sim = cluster
+    enable_addon(vn)
+    # helm's first object after its pending-install record takes 5 s: the kill lands inside the install
+    sim.admin("POST", "/_admin/faults", {"endpoint": "kube", "method": "POST", "path": "/namespaces/vn2/",
+                                         "status": 0, "latency": 5, "times": 1})
+
+    def helm_record(s: Any) -> bool:
+        return any(e["method"] == "POST" and e["path"] == "/api/v1/namespaces/default/secrets"
+                   for e in s.requests("kube"))
+    _run_until(vn, sim, helm_record, "helm's pending-install record")
+    sim.reset_logs()
+    res = vn(*MIGRATE, "--yes", check=False)
+    assert res.returncode == 1 and "is 'pending-install'" in res.stderr, str(res)
+    assert "'helm uninstall virtualnode -n default'" in res.stderr and "Nothing was changed" in res.stderr
+    assert sim.writes("arm") == [] and sim.writes("kube") == []
+    kubectl.tools.helm("uninstall", "virtualnode", "-n", "default")
+    out = vn(*MIGRATE, "--yes").json()
+    assert out["mode"] == "v2" and out["healthy"] is True and out["migration"]["connectorRemoved"] is True
