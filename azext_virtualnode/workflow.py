@@ -80,10 +80,31 @@ def detect(ctx: Ctx, cluster: ClusterView) -> Connector | None:
     if cluster.addon_enabled:
         return addon_connector(cluster)
     releases = chart_releases(ctx)
-    if releases and releases[0].chart_name == V2_CHART:
+    legacy = [r for r in releases if r.chart_name == CHART_NAME]
+    if legacy:          # beside a v2 release only while a migration is unfinished: still the connector in use
+        return chart_connector(legacy[0])
+    if releases:
         from azext_virtualnode.connectors.v2_mode import connector
         return connector(releases[0])
-    return chart_connector(releases[0]) if releases else None
+    return None
+
+
+def unfinished_migration(ctx: Ctx, conn: Connector) -> Any:
+    """The ``MigrationUnfinished`` problem when a v2 release runs beside the legacy connector ``conn``."""
+    from azext_virtualnode.health import WARNING, Problem
+    try:
+        with ctx.kube() as kube:
+            found = find_releases(kube, (V2_CHART,))
+    except ClusterUnreachable:
+        return None
+    if not found:
+        return None
+    what = "the ACI connector add-on" if conn.mode == "addon" else "the legacy chart"
+    return Problem("MigrationUnfinished",
+                   f"Virtual Nodes v2 (Helm release '{found[0].name}') runs beside {what}: a migration to v2 is "
+                   f"unfinished, and node {conn.node_name} takes no new pods if it was cordoned.",
+                   f"Finish it with 'az aks virtual-node migrate {ctx.ids} --to v2' (it continues where it "
+                   f"stopped), or go back: 'kubectl uncordon {conn.node_name}', then remove v2.", WARNING)
 
 
 # -- status --------------------------------------------------------------------------------------------------
@@ -140,7 +161,10 @@ def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
         facts.access_denied.append(denial_of(denied))
     if facts.access_denied:
         facts.caller = caller_name(ctx)
-    return build_status(facts, evaluate(facts))
+    problems = evaluate(facts)
+    if conn is not None and facts.kube_error is None:
+        problems += [p for p in [unfinished_migration(ctx, conn)] if p is not None]
+    return build_status(facts, problems)
 
 
 # -- enable: shared steps -----------------------------------------------------------------------------------

@@ -287,6 +287,11 @@ def test_bare_pod_stops_before_the_addon_is_disabled_and_force_proceeds(vn: Any,
     assert vn("aks", "show", *IDS).json()["addonProfiles"]["aciConnectorLinux"]["enabled"] is True
     node = kubectl.json("node", ADDON_NODE)
     assert node["spec"].get("unschedulable") is True
+    st = vn("aks", "virtual-node", "status", *IDS).json()
+    assert st["mode"] == "addon"
+    problem = next(p for p in st["problems"] if p["code"] == "MigrationUnfinished")
+    assert problem["severity"] == "warning" and "az aks virtual-node migrate -g vn2-rg -n aks-vn2 --to v2" in \
+        problem["hint"]
 
     out = vn(*MIGRATE, "--yes", "--force").json()
     m = out["migration"]
