@@ -1,13 +1,16 @@
-"""Pod helpers shared by the controllers: quantities, requests, conditions and container states."""
+"""Pod helpers shared by the controllers: quantities, requests, conditions (ready time, availability),
+container states and the pod-template hash."""
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
 import re
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from aksim.controlplane.base import now_rfc3339
+from aksim.controlplane.base import now_rfc3339, parse_time
 
 Obj = dict[str, Any]
 
@@ -15,6 +18,7 @@ _BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 *
 _DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
             "E": 1e18}
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
+_SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def quantity(value: Any) -> float:
@@ -115,6 +119,26 @@ def is_ready(pod: Obj) -> bool:
     return bool(cond and cond.get("status") == "True")
 
 
+def ready_time(pod: Obj) -> datetime | None:
+    """podReadyTime: when a ready pod became ready; None (zero) when not ready or not recorded."""
+    cond = condition(pod, "Ready")
+    if not cond or cond.get("status") != "True" or not cond.get("lastTransitionTime"):
+        return None
+    return parse_time(cond["lastTransitionTime"])
+
+
+def until_available(pod: Obj, min_ready: int, now: datetime) -> float | None:
+    """IsPodAvailable for a ready pod: 0 once it has been ready longer than ``minReadySeconds``, else the seconds
+    left (None when its ready time is missing, so it never counts)."""
+    if min_ready <= 0:
+        return 0.0
+    since = ready_time(pod)
+    if since is None:
+        return None
+    left = (since + timedelta(seconds=min_ready) - now).total_seconds()
+    return 0.0 if left < 0 else max(left, 0.001)
+
+
 def set_condition(obj: Obj, kind: str, status: str, reason: str | None = None, message: str | None = None,
                   **extra: str) -> None:
     """Set a condition; ``lastTransitionTime`` only moves when the status does (as on a real server)."""
@@ -154,6 +178,14 @@ def container_id(pod: Obj, container: str, prefix: str = "containerd") -> str:
 
 def image_id(image: str) -> str:
     return f"{image.split(':')[0]}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+
+
+def template_hash(template: Obj) -> str:
+    """controller.ComputeHash: FNV-32a of the template, rendered with rand.SafeEncodeString."""
+    value = 0x811C9DC5
+    for byte in json.dumps(template, sort_keys=True, separators=(",", ":")).encode():
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return "".join(_SAFE_ALPHANUMS[ord(c) % len(_SAFE_ALPHANUMS)] for c in str(value))
 
 
 def _running_status(pod: Obj, container: Obj, started: str, restarts: int, prefix: str) -> Obj:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from aksim.controlplane import events
 from aksim.controlplane.backoff import Backoff
-from aksim.controlplane.podutil import Obj, controller_of, is_active, is_ready, owner_reference, split_key
+from aksim.controlplane.podutil import (Obj, controller_of, is_active, is_ready, owner_reference, split_key,
+                                        template_hash)
 from aksim.controlplane.base import WorkQueue
-from aksim.controlplane.workloads import template_hash
 from aksim.kube import admission
 from aksim.kube.store import DELETED, AlreadyExists, KubeError, clone
 

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from aksim.controlplane.podutil import memory_bytes, milli_cpu, pod_requests, qos_class
+from aksim.controlplane.podranking import deletion_order
+from aksim.controlplane.podutil import memory_bytes, milli_cpu, pod_requests, qos_class, template_hash
+from aksim.controlplane.rollout import max_surge, max_unavailable
 from aksim.controlplane.scheduler import (NodeInfo, PodSpec, Scheduler, Usage, expression_matches,
                                           feasible_nodes_to_find, fit_error, node_info, preference_score,
                                           term_matches, tolerates, untolerated_taint)
-from aksim.controlplane.workloads import deletion_order, max_surge, max_unavailable, template_hash
 
 VK_TAINT = {"key": "virtual-kubelet.io/provider", "value": "azure", "effect": "NoSchedule"}
 
