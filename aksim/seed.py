@@ -162,7 +162,8 @@ VM_SIZES = {"Standard_DS2_v2": (2, 7), "Standard_D2s_v3": (2, 8), "Standard_D4s_
 def vm_capacity(cap: dict[str, Any]) -> dict[str, Any]:
     """``node_capacity`` with what a known ``vm_size`` implies filled in: capacity, and allocatable after the AKS
     reservations (CPU: 60m for the first core, 40m the second, 20m each of the next two, 10m each of the next
-    four, 10m each beyond; memory: 20 MiB per max pod + 50 MiB, plus the 100 MiB eviction threshold). Explicit keys win."""
+    four, 10m each beyond; memory: 20 MiB per max pod + 50 MiB, plus the 100 MiB eviction threshold). Explicit
+    keys win."""
     size = VM_SIZES.get(cap.get("vm_size", ""))
     if size is None:
         return cap
@@ -172,6 +173,7 @@ def vm_capacity(cap: dict[str, Any]) -> dict[str, Any]:
     derived = {"cpu": str(cores), "allocatable_cpu": f"{cores * 1000 - reserved_cpu}m", "memory": f"{gib}Gi",
                "allocatable_memory": f"{gib * 1024 - 20 * pods - 50 - 100}Mi"}
     return {**derived, **cap}
+
 
 def _ts() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -250,32 +252,33 @@ def seed_kube(cluster: "Cluster", spec: dict[str, Any], node_subnet_id: str, wor
         {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
          "metadata": {"name": n, "namespace": "kube-node-lease"},
          "spec": {"holderIdentity": n, "leaseDurationSeconds": 40, "renewTime": now_micro}} for n in names))
-    store.bulk_load("daemonsets.apps", [{"apiVersion": "apps/v1", "kind": "DaemonSet",
-                                         "metadata": {"name": "kube-proxy", "namespace": "kube-system",
-                                                      "labels": {"component": "kube-proxy"}},
-                                         "spec": {"selector": {"matchLabels": {"component": "kube-proxy"}},
-                                                  "template": {"metadata": {"labels": {"component": "kube-proxy"}},
-                                                               "spec": {"containers": [{"name": "kube-proxy",
-                                                                        "image": "mcr.microsoft.com/oss/kubernetes/kube-proxy"}]}}}}])
+    proxy = {"component": "kube-proxy"}
+    proxy_image = "mcr.microsoft.com/oss/kubernetes/kube-proxy"
+    store.bulk_load("daemonsets.apps", [{
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": dict(proxy)},
+        "spec": {"selector": {"matchLabels": dict(proxy)},
+                 "template": {"metadata": {"labels": dict(proxy)},
+                              "spec": {"containers": [{"name": "kube-proxy", "image": proxy_image}]}}}}])
     ds = store.get("daemonsets.apps", "kube-system", "kube-proxy")
     ds_owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "kube-proxy", "uid": ds["metadata"]["uid"],
                 "controller": True, "blockOwnerDeletion": True}
     store.bulk_load("pods", (_pod("kube-system", f"kube-proxy-{i:05x}", n, node_ips[i], node_ips[i],
-                                  {"component": "kube-proxy"}, ds_owner, "mcr.microsoft.com/oss/kubernetes/kube-proxy",
-                                  "10m")
+                                  dict(proxy), ds_owner, proxy_image, "10m")
                              for i, n in enumerate(names)))
     if spec.get("pods"):
         for k in range(int(spec.get("app_namespaces", 1))):
             store.ensure_namespace(f"apps-{k}")
     store.bulk_load("pods", _app_pods(int(spec.get("pods", 0)), names, node_ips, spec))
+    https = {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}
+    dns_ip = (spec.get("network") or {}).get("dns_service_ip", "10.0.0.10")
     store.bulk_load("services", [
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default",
-                                                               "labels": {"component": "apiserver"}},
-         "spec": {"type": "ClusterIP", "clusterIP": "10.0.0.1", "ports": [{"name": "https", "port": 443,
-                                                                            "protocol": "TCP", "targetPort": 443}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system",
-                                                               "labels": {"k8s-app": "kube-dns"}},
-         "spec": {"type": "ClusterIP", "clusterIP": (spec.get("network") or {}).get("dns_service_ip", "10.0.0.10"),
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver"}},
+         "spec": {"type": "ClusterIP", "clusterIP": "10.0.0.1", "ports": [https]}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+         "spec": {"type": "ClusterIP", "clusterIP": dns_ip,
                   "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}]}}])
     return names
 

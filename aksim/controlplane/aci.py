@@ -108,7 +108,7 @@ class AciProvider:
         config, world = conn.config, self.cp.world
         if config.subnet_name:
             return containerinstance.create_group(world, config.aci_resource_group_id, group_name, config.region,
-                                                   pod, config.subnet_id, ip)
+                                                  pod, config.subnet_id, ip)
         group = containerinstance.group_body(config.aci_resource_group_id, group_name, config.region, pod, "", ip)
         group["properties"].pop("subnetIds")
         group["properties"]["ipAddress"]["type"] = "Public"
@@ -122,7 +122,7 @@ class AciProvider:
             return authorization_failed(principal, GROUP_WRITE, group_id)
         subnet_id = conn.config.subnet_id
         if conn.config.subnet_name and not authorization.has_permission(world, principal.object_id, SUBNET_JOIN,
-                                                                         subnet_id):
+                                                                        subnet_id):
             return (f"Code=\"LinkedAuthorizationFailed\" Message=\"The client '{principal.client_id}' with object id "
                     f"'{principal.object_id}' has permission to perform action '{GROUP_WRITE}' on scope "
                     f"'{group_id}'; however, it does not have permission to perform action(s) '{SUBNET_JOIN}' on "

@@ -34,7 +34,7 @@ def record(cp: "Runtime", obj: dict[str, Any], reason: str, message: str, *, typ
     name = cp.event_index.get(key)
     if name is not None and cp.store.get_ref("events", namespace, name) is not None:
         cp.store.mutate("events", namespace, name, lambda ev: ev.update(count=ev.get("count", 1) + 1,
-                                                                          lastTimestamp=now))
+                                                                        lastTimestamp=now))
         return
     source = {"component": component, **({"host": host} if host else {})}
     event = {"apiVersion": "v1", "kind": "Event",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aksim.controlplane import events
 from aksim.controlplane.podutil import (Obj, Requests, condition, is_active, is_terminated, key_of, memory_bytes,
-                                       milli_cpu, pod_requests, set_condition, split_key)
+                                        milli_cpu, pod_requests, set_condition, split_key)
 from aksim.controlplane.base import WorkQueue
 from aksim.kube.store import DELETED
 

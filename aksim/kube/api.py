@@ -659,7 +659,6 @@ class KubeApi:
             self.store.mutate("pods", target.namespace, target.name, lambda p: _assign_node(p, node))
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
 
-
     def _evict(self, req: Request, target: Target) -> Response:
         from .eviction import evict
         self._body(req)

@@ -8,7 +8,7 @@ import pytest
 from aksim.arm import containerinstance, network
 from aksim.sim import Simulator
 from controlplane_harness import (DOCS_POD_SPEC, LEASES, NODE_RG_ID, RG_ID, SUB, VNET_ID, VNODE, Harness,
-                                              scenario)
+                                  scenario)
 
 SUBNET_ID = f"{VNET_ID}/subnets/vn"
 LABELS = {"type": "virtual-kubelet", "kubernetes.io/role": "agent", "kubernetes.io/hostname": VNODE,

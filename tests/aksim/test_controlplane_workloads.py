@@ -64,11 +64,13 @@ def test_deployment_rollout_scale_and_template_change(simulator: Simulator) -> N
 
     h.locked(lambda: h.store.mutate("deployments.apps", "default", "web", lambda d: d["spec"]["template"]["spec"][
         "containers"][0].update(image="nginx:1.27")))
-    new = h.until(lambda: [p for p in h.store.list("pods", "default", "app=web")
-                           if p["spec"]["containers"][0]["image"] == "nginx:1.27"
-                           and p["status"].get("phase") == "Running"] and len(h.store.list("pods", "default",
-                                                                                            "app=web")) == 1,
-                  what="rolled out")
+
+    def rolled_out() -> list:
+        pods = h.store.list("pods", "default", "app=web")
+        new = [p for p in pods if p["spec"]["containers"][0]["image"] == "nginx:1.27"
+               and p["status"].get("phase") == "Running"]
+        return new if new and len(pods) == 1 else []
+    new = h.until(rolled_out, what="rolled out")
     assert new
     sets = {r["metadata"]["name"]: r for r in h.list("replicasets.apps", "default")}
     assert sets[rs_name]["spec"]["replicas"] == 0 and len(sets) == 2

@@ -179,8 +179,8 @@ def test_fault_429_on_cluster_put_is_retried_by_the_sdk(az, sim):
     az("network", "vnet", "subnet", "create", "-g", RG, "--vnet-name", "demo-vnet", "-n", "vn",
        "--address-prefixes", "10.241.0.0/16")
     sim.admin("POST", "/_admin/faults", {"method": "PUT", "path": "/managedClusters/aks-demo$", "status": 429,
-                                          "code": "TooManyRequests", "message": "throttled", "retry_after": 1,
-                                          "times": 1})
+                                         "code": "TooManyRequests", "message": "throttled", "retry_after": 1,
+                                         "times": 1})
     sim.reset_logs()
     az("aks", "enable-addons", "-g", RG, "-n", NAME, "--addons", "virtual-node", "--subnet-name", "vn")
     puts = [e for e in sim.requests() if e["method"] == "PUT" and e["path"].lower().endswith("/aks-demo")]

@@ -175,7 +175,8 @@ import json, os, stat, sys
 args = sys.argv[1:]
 files = {{a: args[i + 1] for i, a in enumerate(args) if a in ("--kubeconfig", "--values")}}
 json.dump({{"args": args, "modes": {{k: stat.S_IMODE(os.stat(v).st_mode) for k, v in files.items()}},
-           "values": open(files["--values"]).read(), "env": sorted(k for k in os.environ if k.startswith("HELM_KUBE"))}},
+           "values": open(files["--values"]).read(),
+           "env": sorted(k for k in os.environ if k.startswith("HELM_KUBE"))}},
           open({str(record)!r}, "w"))
 EOF
 echo "Error: Unauthorized: token tok-SECRET-123456 rejected" >&2

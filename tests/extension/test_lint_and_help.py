@@ -2,6 +2,7 @@
 
 * ``scripts/lint.sh`` (``make lint``): ``azdev linter`` (params, commands, command_groups, help_entries at
   --min-severity low, plus azdev's custom pylint rules) and ``azdev style`` (pylint + flake8), offline.
+* the simulator, the tests and the benchmarks keep the same flake8 style (max line 120).
 * ``az aks virtual-node -h`` and every command's ``-h``, with the extension installed from its wheel, show an
   Examples section whose examples call that command.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,12 @@ def _examples(help_text: str) -> list[str]:
     if start is None:
         return []
     return [line.strip() for line in lines[start + 1:] if line.strip().startswith("az ")]
+
+
+def test_simulator_tests_and_benchmarks_are_flake8_clean() -> None:
+    proc = subprocess.run([sys.executable, "-m", "flake8", "--max-line-length", "120", "aksim", "tests", "bench"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("command", [None] + COMMANDS, ids=["group"] + COMMANDS)

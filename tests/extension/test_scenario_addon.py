@@ -92,7 +92,7 @@ def test_enable_twice_second_makes_no_write_and_disable_twice_succeeds(vn, sim):
 
 def test_interrupted_enable_completes_when_rerun(vn, sim):
     sim.admin("POST", "/_admin/faults", {"method": "PUT", "path": "/managedClusters/aks-demo$", "status": 400,
-                                          "code": "InjectedInterruption", "message": "interrupted", "times": 1})
+                                         "code": "InjectedInterruption", "message": "interrupted", "times": 1})
     failed = vn("aks", "virtual-node", "enable", *IDS, "--timeout", "60", check=False)
     assert failed.returncode == 1 and "interrupted" in failed.stderr
     assert subnet(sim) is not None            # the subnet step had completed
