@@ -305,9 +305,23 @@ def move_workloads(ctx: Ctx, mp: MigrationPlan, force: bool) -> list[dict[str, A
             for m in mp.moves:
                 moved.append(move_one(ctx, kube, api, m, mp.legacy.node_name, force))
     except ClusterUnreachable as exc:
-        raise CLIError(f"Lost the cluster's API server while moving workloads: {exc}. Re-run 'az aks virtual-node "
-                       f"migrate {ctx.ids} --to v2' to continue where it stopped.") from None
+        raise CLIError(f"Lost the cluster's API server while moving workloads: {exc}. {_continue(ctx, moved)}") \
+            from None
+    except ValidationError as exc:      # the API server refused a read or a change (403, 422, ...)
+        raise CLIError(f"{str(exc).replace(' Nothing was changed.', '')} {_continue(ctx, moved)}") from None
+    except Exception as exc:  # pylint: disable=broad-except
+        from kubernetes.client.exceptions import ApiException
+        if not isinstance(exc, ApiException):
+            raise
+        raise CLIError(f"The cluster's API server answered {exc.status} {exc.reason} while moving workloads. "
+                       f"{_continue(ctx, moved)}") from None
     return moved
+
+
+def _continue(ctx: Ctx, moved: list[dict[str, Any]]) -> str:
+    return (f"Virtual Nodes v2 is installed and {len(moved)} workload(s) were moved in this run; the legacy "
+            f"connector is untouched. Fix the cause, then re-run 'az aks virtual-node migrate {ctx.ids} --to v2' to "
+            "continue where it stopped.")
 
 
 def _replace(api: Any, m: Move) -> bool:

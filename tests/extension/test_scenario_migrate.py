@@ -416,3 +416,23 @@ def test_killed_inside_helm_install_then_rerun_says_how_to_finish(vn: Any, clust
     kubectl.tools.helm("uninstall", "virtualnode", "-n", "default")
     out = vn(*MIGRATE, "--yes").json()
     assert out["mode"] == "v2" and out["healthy"] is True and out["migration"]["connectorRemoved"] is True
+
+
+def test_a_refused_workload_change_stops_with_how_to_continue_and_a_rerun_finishes(vn: Any, cluster: Any,
+                                                                                   kubectl: Kubectl) -> None:
+    sim = cluster
+    enable_addon(vn)
+    kubectl.apply(deployment("web", 2, "100m"))
+    vn("aks", "virtual-node", "place", *IDS, "--workload", "deployment/web", "--policy", "only")
+    wait_for(lambda: set(nodes_of(kubectl.settled("web", 2))) == {ADDON_NODE}, timeout=30)
+    # an admission policy (say) refuses the first change of the Deployment
+    sim.admin("POST", "/_admin/faults", {"endpoint": "kube", "method": "PATCH", "path": "/deployments/web$",
+                                         "status": 422, "message": "denied by policy", "times": 1})
+    res = vn(*MIGRATE, "--yes", check=False)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, str(res)
+    assert "denied by policy" in res.stderr and "Nothing was changed" not in res.stderr
+    assert "re-run 'az aks virtual-node migrate -g vn2-rg -n aks-vn2 --to v2' to continue" in res.stderr
+    assert vn("aks", "show", *IDS).json()["addonProfiles"]["aciConnectorLinux"]["enabled"] is True
+    out = vn(*MIGRATE, "--yes").json()
+    assert out["migration"]["connectorRemoved"] is True
+    assert all(n.startswith("virtualnode-") for n in nodes_of(kubectl.settled("web", 2)))
