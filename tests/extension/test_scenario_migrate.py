@@ -174,6 +174,19 @@ def test_migrate_from_addon_moves_pinned_and_burst_without_losing_availability(v
             {"key": "virtualization", "operator": "NotIn", "values": ["virtualnode2"]}]}}]
     regular = regular_nodes(kubectl)
     assert any(n.startswith("virtualnode-") for n in nodes_of(burst)) and any(n in regular for n in nodes_of(burst))
+    # burst stays burst: scaled from zero, its pods fill the regular nodes first and only the rest go to v2
+    kubectl("scale", "deployment/burst", "--replicas=0")
+    wait_for(lambda: not kubectl.pods("burst"), timeout=30, what="burst scaled to zero")
+    kubectl("scale", "deployment/burst", "--replicas=12")
+    burst = kubectl.settled("burst", 12)
+    from aksim import controlplane
+    with sim.lock:
+        scheduler = controlplane.control_plane(sim.cluster(NAME)).scheduler
+        free = {n: info.cpu - (scheduler.usage[n].cpu if n in scheduler.usage else 0)
+                for n, info in scheduler.nodes.items() if not info.virtual}
+    assert all(f < 1000 for f in free.values()), free               # no regular node has room for one more
+    on_v2 = [n for n in nodes_of(burst) if n.startswith("virtualnode-")]
+    assert 0 < len(on_v2) < 12 and len(on_v2) + sum(n in regular for n in nodes_of(burst)) == 12
     # the add-on is off, its node gone, the subnet kept (v2 uses it), the add-on's role assignment gone
     show = vn("aks", "show", *IDS).json()
     assert not ((show.get("addonProfiles") or {}).get("aciConnectorLinux") or {}).get("enabled")
