@@ -47,6 +47,7 @@ bench: venv tools wheel
 	$(BIN)/python bench/simulator.py
 	EXTENSION_WHEEL=$(abspath $(WHEEL)) $(BIN)/python bench/status_requests.py
 	EXTENSION_WHEEL=$(abspath $(WHEEL)) $(BIN)/python bench/heal.py
+	EXTENSION_WHEEL=$(abspath $(WHEEL)) $(BIN)/python bench/migrate.py
 
 clean:
 	rm -rf $(VENV) .tools build dist *.egg-info .demo
