@@ -313,7 +313,8 @@ def move_workloads(ctx: Ctx, mp: MigrationPlan, force: bool) -> list[dict[str, A
         from kubernetes.client.exceptions import ApiException
         if not isinstance(exc, ApiException):
             raise
-        raise CLIError(f"The cluster's API server answered {exc.status} {exc.reason} while moving workloads. "
+        status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+        raise CLIError(f"The cluster's API server answered {status} {reason} while moving workloads. "
                        f"{_continue(ctx, moved)}") from None
     return moved
 
