@@ -104,7 +104,8 @@ def unfinished_migration(ctx: Ctx, conn: Connector) -> Any:
                    f"Virtual Nodes v2 (Helm release '{found[0].name}') runs beside {what}: a migration to v2 is "
                    f"unfinished, and node {conn.node_name} takes no new pods if it was cordoned.",
                    f"Finish it with 'az aks virtual-node migrate {ctx.ids} --to v2' (it continues where it "
-                   f"stopped), or go back: 'kubectl uncordon {conn.node_name}', then remove v2.", WARNING)
+                   f"stopped), or go back: 'kubectl uncordon {conn.node_name}', then 'helm uninstall "
+                   f"{found[0].name} -n {found[0].release_namespace}' and delete its nodes.", WARNING)
 
 
 # -- status --------------------------------------------------------------------------------------------------
