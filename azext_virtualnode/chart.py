@@ -310,6 +310,22 @@ class Helm:
         return True
 
 
+def refuse_pending(ctx: Any, release: "Release") -> None:
+    """A release left ``pending-*`` (a helm run interrupted, or one still running) makes every helm upgrade fail
+    with 'another operation is in progress': say how to finish it instead."""
+    state = release.status or ""
+    if not state.startswith("pending-"):
+        return
+    ns = release.release_namespace
+    fix = f"'helm rollback {release.name} -n {ns}'"
+    if state == "pending-install":
+        fix = f"'helm uninstall {release.name} -n {ns}' (it removes what the interrupted install created)"
+    raise ValidationError(
+        f"Helm release '{release.name}' on cluster '{ctx.name}' is '{state}': a helm operation on it is still "
+        f"running, or was interrupted. If none is running, finish it with {fix}, then re-run this command. Nothing "
+        "was changed.")
+
+
 # -- releases -----------------------------------------------------------------------------------------
 def decode_release(encoded: str | bytes) -> dict[str, Any]:
     """A Helm 3 release record from a Secret's ``data.release`` (base64 of base64 of gzipped JSON)."""

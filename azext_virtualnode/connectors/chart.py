@@ -14,7 +14,7 @@ from azext_virtualnode._consts import (CHART_NAME, CHART_NAMESPACE, CHART_NODE_N
                                        HELM_RELEASE_NAMESPACE)
 from azext_virtualnode.addon import ClusterView
 from azext_virtualnode.chart import (ChartSettings, Helm, Release, chart_values, find_releases, fullname,
-                                     resolve_chart)
+                                     refuse_pending, resolve_chart)
 from azext_virtualnode.connectors.v2 import CHART_NAME as V2_CHART
 from azext_virtualnode.context import Ctx, node_resource_group_id, progress
 from azext_virtualnode.identity import GROUPS_NEED, SUBNET_NEED, chart_identity, ensure_role, identity_by_client_id
@@ -64,6 +64,8 @@ class ChartEnable:  # pylint: disable=too-many-instance-attributes
                 releases = find_releases(kube, (CHART_NAME, V2_CHART))
                 self._refuse_v2([r for r in releases if r.chart_name == V2_CHART])
                 self._check_releases([r for r in releases if r.chart_name == CHART_NAME])
+                if self.existing is not None:
+                    refuse_pending(ctx, self.existing)
                 self._check_namespace(kube.namespace(self.namespace))
         except ClusterUnreachable as exc:
             raise ValidationError(f"Cannot reach the Kubernetes API server of cluster '{ctx.name}' ({exc}), which "

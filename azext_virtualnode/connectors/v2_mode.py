@@ -34,7 +34,7 @@ from azext_virtualnode._consts import ACI_PROVIDER, CHART_NAME as LEGACY_CHART, 
     NETWORK_API_VERSION
 from azext_virtualnode.access import preflight as access_preflight
 from azext_virtualnode.addon import ClusterView, require_azure_cni, wait_until_idle
-from azext_virtualnode.chart import ChartRef, Helm, Release, chart_metadata, find_releases
+from azext_virtualnode.chart import ChartRef, Helm, Release, chart_metadata, find_releases, refuse_pending
 from azext_virtualnode.connectors import v2
 from azext_virtualnode.connectors import v2_kube as vk
 from azext_virtualnode.connectors.v2_health import InfraPod, V2Facts, V2Node, V2Subnet, build_status, evaluate
@@ -221,22 +221,6 @@ def refuse_other_modes(ctx: Ctx, cluster: ClusterView, releases: list[Release], 
             f"release would collide. Re-run with --release {r.name} to update it, or remove it with 'az aks "
             f"virtual-node disable {ctx.ids}'. Nothing was changed.")
     return next(iter(mine), None)
-
-
-def refuse_pending(ctx: Ctx, release: Release) -> None:
-    """A release left ``pending-*`` (a helm run interrupted, or one still running) makes every helm upgrade fail
-    with 'another operation is in progress': say how to finish it instead."""
-    state = release.status or ""
-    if not state.startswith("pending-"):
-        return
-    ns = release.release_namespace
-    fix = f"'helm rollback {release.name} -n {ns}'"
-    if state == "pending-install":
-        fix = f"'helm uninstall {release.name} -n {ns}' (it removes what the interrupted install created)"
-    raise ValidationError(
-        f"Helm release '{release.name}' on cluster '{ctx.name}' is '{state}': a helm operation on it is still "
-        f"running, or was interrupted. If none is running, finish it with {fix}, then re-run this command. Nothing "
-        "was changed.")
 
 
 def _owned_by(obj: Any, release: str) -> bool:

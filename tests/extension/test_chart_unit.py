@@ -240,3 +240,16 @@ def test_decode_release_and_find_only_this_chart_newest_revision():
 def test_release_defaults_are_the_charts():
     r = Release.of(record("vn", 1, "deployed"))
     assert (r.node_name, r.namespace) == ("virtual-node-aci-linux-helm", "vk-azure-aci")
+
+
+@pytest.mark.parametrize("state, fix", [("pending-install", "'helm uninstall vn -n default'"),
+                                        ("pending-upgrade", "'helm rollback vn -n default'"),
+                                        ("pending-rollback", "'helm rollback vn -n default'")])
+def test_a_release_left_pending_is_refused_with_the_helm_command_that_finishes_it(state: str, fix: str) -> None:
+    class Named:
+        name = "aks-demo"
+    with pytest.raises(ValidationError) as err:
+        chart.refuse_pending(Named(), Release.of(record("vn", 1, state)))
+    assert f"is '{state}'" in str(err.value) and fix in str(err.value) and "Nothing was changed" in str(err.value)
+    chart.refuse_pending(Named(), Release.of(record("vn", 1, "deployed")))
+    chart.refuse_pending(Named(), Release.of(record("vn", 1, "failed")))
