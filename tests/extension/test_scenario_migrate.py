@@ -119,6 +119,17 @@ def enable_addon(vn: Any) -> None:
        "--timeout", "120")
 
 
+def pinned_on_addon(vn: Any, kubectl: Kubectl, **deployments: int) -> None:
+    """The add-on enabled, and each Deployment (name=replicas, 100m) placed --policy only and running on it."""
+    enable_addon(vn)
+    for name, replicas in deployments.items():
+        kubectl.apply(deployment(name, replicas, "100m"))
+        vn("aks", "virtual-node", "place", *IDS, "--workload", f"deployment/{name}", "--policy", "only")
+    for name, replicas in deployments.items():
+        wait_for(lambda n=name, r=replicas: set(nodes_of(kubectl.settled(n, r))) == {ADDON_NODE}, timeout=30,
+                 what=f"{name} on the add-on's node")
+
+
 def with_workloads(vn: Any, kubectl: Kubectl) -> None:
     """A pinned Deployment (3 replicas) on the legacy node and a burst one (12 x 1 CPU) over the regular nodes
     (3 per 4-vCPU node), the rest on the legacy node. One regular node is cordoned while they start (a node the
@@ -232,14 +243,11 @@ def pdb(name: str, min_available: int) -> dict[str, Any]:
 def test_dry_run_prints_the_plan_and_writes_nothing_and_availability_risks_are_refused(vn: Any, cluster: Any,
                                                                                        kubectl: Kubectl) -> None:
     sim = cluster
-    enable_addon(vn)
-    kubectl.apply(deployment("web", 2, "100m"))
-    vn("aks", "virtual-node", "place", *IDS, "--workload", "deployment/web", "--policy", "only")
+    pinned_on_addon(vn, kubectl, web=2)
     kubectl.apply(statefulset("db", 1))
     kubectl.apply(pdb("db", 1))
     kubectl.apply(bare_pod("lonely"))
     kubectl.apply(deployment("regular", 1, "100m"))
-    kubectl.settled("web", 2)
     kubectl.settled("db", 1)
     kubectl.settled("lonely", 1)
     kubectl.settled("regular", 1)
@@ -285,12 +293,9 @@ def test_refuses_without_a_legacy_connector(vn: Any, cluster: Any) -> None:
 # -- 4: a bare pod stops the run before the add-on goes; --force proceeds --------------------------------
 def test_bare_pod_stops_before_the_addon_is_disabled_and_force_proceeds(vn: Any, cluster: Any,
                                                                         kubectl: Kubectl) -> None:
-    enable_addon(vn)
-    kubectl.apply(deployment("web", 2, "100m"))
-    vn("aks", "virtual-node", "place", *IDS, "--workload", "deployment/web", "--policy", "only")
+    pinned_on_addon(vn, kubectl, web=2)
     kubectl.apply(bare_pod("lonely"))
     kubectl.settled("lonely", 1)
-    wait_for(lambda: set(nodes_of(kubectl.settled("web", 2))) == {ADDON_NODE}, timeout=30)
 
     res = vn(*MIGRATE, "--yes", check=False)
     assert res.returncode == 1, str(res)
@@ -332,13 +337,7 @@ def _run_until(vn: Any, sim: Any, hit: Any, what: str, timeout: float = 180) -> 
 def test_killed_at_three_points_then_rerun_completes_and_a_second_run_has_nothing_to_do(
         vn: Any, cluster: Any, kubectl: Kubectl) -> None:
     sim = cluster
-    enable_addon(vn)
-    kubectl.apply(deployment("web", 3, "100m"))
-    kubectl.apply(deployment("api", 2, "100m"))
-    for name in ("web", "api"):
-        vn("aks", "virtual-node", "place", *IDS, "--workload", f"deployment/{name}", "--policy", "only")
-    wait_for(lambda: set(nodes_of(kubectl.settled("web", 3)) + nodes_of(kubectl.settled("api", 2))) == {ADDON_NODE},
-             timeout=30)
+    pinned_on_addon(vn, kubectl, web=3, api=2)
 
     def kube_write(method: str, suffix: str) -> Any:
         return lambda s: any(e["method"] == method and e["path"].endswith(suffix) for e in s.requests("kube"))
@@ -434,10 +433,7 @@ def test_killed_inside_helm_install_then_rerun_says_how_to_finish(vn: Any, clust
 def test_a_refused_workload_change_stops_with_how_to_continue_and_a_rerun_finishes(vn: Any, cluster: Any,
                                                                                    kubectl: Kubectl) -> None:
     sim = cluster
-    enable_addon(vn)
-    kubectl.apply(deployment("web", 2, "100m"))
-    vn("aks", "virtual-node", "place", *IDS, "--workload", "deployment/web", "--policy", "only")
-    wait_for(lambda: set(nodes_of(kubectl.settled("web", 2))) == {ADDON_NODE}, timeout=30)
+    pinned_on_addon(vn, kubectl, web=2)
     # an admission policy (say) refuses the first change of the Deployment
     sim.admin("POST", "/_admin/faults", {"endpoint": "kube", "method": "PATCH", "path": "/deployments/web$",
                                          "status": 422, "message": "denied by policy", "times": 1})
