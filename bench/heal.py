@@ -44,6 +44,7 @@ from aksim.azconfig import az_command, login  # noqa: E402
 from aksim.controlplane.backoff import CAP  # noqa: E402
 from aksim.scenario import read_raw  # noqa: E402
 from aksim.sim import Simulator  # noqa: E402
+from benchutil import until  # noqa: E402
 
 RG, NAME = "demo-rg", "aks-demo"
 IDS = ["-g", RG, "-n", NAME]
@@ -103,14 +104,6 @@ def connector_waiting_message(sim: Simulator) -> str:
             if message:
                 return message
     return ""
-
-
-def until(check: Any, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Clock:

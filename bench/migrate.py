@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from aksim.azconfig import az_command, login  # noqa: E402
 from aksim.scenario import read_raw  # noqa: E402
 from aksim.sim import Simulator  # noqa: E402
+from benchutil import until  # noqa: E402
 
 RG, NAME = "vn2-rg", "aks-vn2"
 IDS = ["-g", RG, "-n", NAME]
@@ -106,14 +107,6 @@ def ready_pods(sim: Simulator) -> list[dict[str, Any]]:
             for c in (p.get("status") or {}).get("conditions") or [])]
 
 
-def until(check: Any, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > end:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
 class Sampler(threading.Thread):
     """Ready pods of the app every 20 ms; integrates max(0, REPLICAS - ready) and the time at zero (left Riemann
     sums over the real intervals between samples). Stops once ``done`` is set and all replicas are Ready."""
@@ -167,7 +160,7 @@ def prepare(sim: Simulator, env: dict[str, str], tmp: Path) -> None:
         with sim.lock:
             everything = cluster_of(sim).store.list_page("pods", "default", f"app={APP}").items
         return len(pods) == REPLICAS == len(everything) and {p["spec"].get("nodeName") for p in pods} == {ADDON_NODE}
-    until(settled, 60, f"{REPLICAS} Ready pods of {APP} on {ADDON_NODE}")
+    until(settled, 60, f"{REPLICAS} Ready pods of {APP} on {ADDON_NODE}", interval=0.05)
 
 
 def measure(sim: Simulator, env: dict[str, str], tmp: Path, commands: list[tuple[str, list[str]]]) -> dict[str, Any]:
