@@ -197,12 +197,13 @@ def prune(ctx: Ctx, dry_run: bool, yes: bool, confirm: Callable[[str, bool], Non
         groups = [group_facts(g) for g in cf.cf_container_groups(ctx.cli_ctx).list_by_resource_group(
             cluster.node_resource_group)]
         with ctx.kube() as kube:
-            pods = {(p.metadata.namespace, p.metadata.name) for p in kube.pods_on_node(conn.node_name)}
+            pods = {node: {(p.metadata.namespace, p.metadata.name) for p in kube.pods_on_node(node)}
+                    for node in virtual_node_names(kube, conn)}
             ghosts = release_ghosts(kube, conn)
     except ClusterUnreachable as exc:
         raise ValidationError(f"Cannot read cluster '{ctx.name}': {exc}. Without the pod list no container group "
                               "can be called orphaned; nothing was deleted.") from None
-    orphans = orphaned_groups(groups, conn.node_name, pods)
+    orphans = [g for node, on_node in pods.items() for g in orphaned_groups(groups, node, on_node)]
     result["orphanedContainerGroups"], result["ghostNodes"] = orphans, ghosts
     if not orphans and not ghosts:
         progress("No orphaned container groups or ghost nodes; nothing to prune.")
@@ -220,6 +221,17 @@ def prune(ctx: Ctx, dry_run: bool, yes: bool, confirm: Callable[[str, bool], Non
     if ghosts:
         delete_ghosts(ctx, conn, ghosts, result)
     return result
+
+
+def virtual_node_names(kube: Kube, conn: Any) -> list[str]:
+    """The connector's virtual nodes: the add-on's or the chart's one node; for Virtual Nodes v2 every node of the
+    release (ghosts included) and every node its replicas would have (one pod list per node follows)."""
+    if conn.mode != "v2":
+        return [conn.node_name]
+    from azext_virtualnode.connectors import v2_kube
+    from azext_virtualnode.connectors.v2_mode import V2Release
+    rel = V2Release(conn.release)
+    return sorted({n.metadata.name for n in v2_kube.release_nodes(kube, rel.fullname)} | set(rel.node_names()))
 
 
 def release_ghosts(kube: Kube, conn: Any) -> list[str]:

@@ -399,12 +399,24 @@ def test_place_on_v2_and_prune_deletes_ghost_nodes(vn: Any, world: Any, tools: T
         "virtualnode-")]) and p[0], timeout=30)
     assert pod["spec"]["nodeName"] in ("virtualnode-0", "virtualnode-1")
 
+    # a pod on the second node, whose container group is orphaned once that node's kubelet is gone
+    stray = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stray", "namespace": "default"},
+             "spec": {"nodeName": "virtualnode-1", "tolerations": [{"key": "virtual-kubelet.io/provider",
+                                                                   "operator": "Exists"}],
+                      "containers": [{"name": "app", "image": "nginx"}]}}
+    tools.kubectl("apply", "-f", "-", stdin=json.dumps(stray))
+    wait_for(lambda: vn("container", "show", "-g", "MC_vn2-rg_aks-vn2_westeurope", "-n", "default-stray",
+                        check=False).returncode == 0, timeout=30, what="the stray pod's container group")
+
     tools.helm("upgrade", "virtualnode", CHART, "--reuse-values", "--set", "replicaCount=1")
     wait_for(lambda: locked(sim, lambda: store(sim).get("pods", "vn2", "virtualnode-1")) is None, timeout=30)
+    tools.kubectl("delete", "pod", "stray", "--grace-period=0", "--force")
     dry = vn("aks", "virtual-node", "prune", *IDS, "--dry-run").json()
     assert dry["ghostNodes"] == ["virtualnode-1"] and vn2_node_names(sim) == ["virtualnode-0", "virtualnode-1"]
+    assert [g["name"] for g in dry["orphanedContainerGroups"]] == ["default-stray"]
     out = vn("aks", "virtual-node", "prune", *IDS, "--yes").json()
     assert "node/virtualnode-1" in out["deleted"] and vn2_node_names(sim) == ["virtualnode-0"]
+    assert "default-stray" in out["deleted"]
     assert "GhostNodes" not in codes(status(vn))
 
 
