@@ -82,7 +82,8 @@ def load_arguments(self, _):  # pylint: disable=too-many-statements
         c.argument("ready", arg_type=get_three_state_flag(),
                    help="Wait until the virtual node is registered, Ready, tainted and heart-beating.")
         c.argument("deleted", arg_type=get_three_state_flag(),
-                   help="Wait until the add-on is off and the virtual node is gone.")
+                   help="Wait until no connector is installed and the virtual nodes are gone (the add-on's, the "
+                   "chart's default and every Virtual Nodes v2 node).")
         c.argument("timeout", type=int, default=DEFAULT_TIMEOUT, help="Maximum seconds to wait.")
         c.argument("interval", type=int, default=10, help="Seconds between checks of the cluster's Azure state.")
 

@@ -588,9 +588,14 @@ def wait(ctx: Ctx, ready: bool, deleted: bool, timeout: int, interval: int) -> N
         return
     try:
         with ctx.kube() as kube:
-            for node in (ADDON_NODE_NAME, CHART_NODE_NAME):
+            from azext_virtualnode.connectors.v2_kube import vn2_nodes
+            # the add-on's and the chart's default node, and any Virtual Nodes v2 node (one selector-scoped list)
+            for node in (ADDON_NODE_NAME, CHART_NODE_NAME, *(n.metadata.name for n in vn2_nodes(kube))):
                 kube.wait_node(node, deadline, lambda n: n is None)
     except TimeoutError as exc:
-        raise Timeout(f"Timed out after {timeout}s: node '{exc}' is still registered.") from None
+        raise Timeout(f"Timed out after {timeout}s: node '{exc}' is still registered. A node no connector serves any "
+                      f"more (a Virtual Nodes v2 node left by 'helm uninstall') stays until it is deleted: 'az aks "
+                      f"virtual-node prune {ctx.ids}' while v2 is installed, else 'kubectl delete node {exc}'.") \
+            from None
     except ClusterUnreachable as exc:
         raise Timeout(f"Could not confirm the node was removed: {exc}") from None

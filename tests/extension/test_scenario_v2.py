@@ -371,6 +371,18 @@ def test_disable_removes_release_nodes_roles_and_subnet_then_nothing_to_do(vn: A
     assert "nothing to do" in second.stderr and sim.writes() == []
 
 
+def test_wait_deleted_waits_for_v2_nodes_a_manual_helm_uninstall_leaves(vn: Any, world: Any, tools: Tools) -> None:
+    vn(*ENABLE)
+    tools.helm("uninstall", "virtualnode", "-n", "default")
+    wait_for(lambda: not locked(world, lambda: store(world).list("pods", "vn2")), timeout=30, what="infra pods gone")
+    assert vn2_node_names(world) == ["virtualnode-0"]            # a ghost: no connector serves it any more
+    res = vn("aks", "virtual-node", "wait", *IDS, "--deleted", "--timeout", "3", check=False)
+    assert res.returncode == 1 and "node 'virtualnode-0' is still registered" in res.stderr, str(res)
+    assert "kubectl delete node virtualnode-0" in res.stderr
+    tools.kubectl("delete", "node", "virtualnode-0")
+    vn("aks", "virtual-node", "wait", *IDS, "--deleted", "--timeout", "10")
+
+
 def test_no_wait_then_wait_ready_and_busy_disable(vn: Any, world: Any, tools: Tools) -> None:
     started = vn(*ENABLE, "--replicas", "2", "--no-wait")
     assert started.stdout.strip() == ""
