@@ -73,10 +73,10 @@ def register(sim: "AdminContext") -> None:
     def timings(req: Request) -> Response:
         body = req.json() or {}
         with sim.lock:
-            for key, value in body.items():
-                if not hasattr(sim.timings, key):
-                    raise HttpError(400, "InvalidTiming", f"unknown timing '{key}'")
-                setattr(sim.timings, key, sim.timings.coerce(key, value))
+            try:
+                sim.timings.update(body)
+            except ValueError as exc:
+                raise HttpError(400, "InvalidTiming", str(exc)) from None
             return Response(200, asdict(sim.timings))
 
     r.add("GET", "/_admin", info)

@@ -42,10 +42,21 @@ class Timings:
         unknown = set(data or {}) - known
         if unknown:
             raise ValueError(f"unknown timings: {sorted(unknown)}")
-        values = {k: cls.coerce(k, v) for k, v in (data or {}).items()}
+        return cls(**cls._derived({k: cls.coerce(k, v) for k, v in (data or {}).items()}))
+
+    @staticmethod
+    def _derived(values: dict[str, Any]) -> dict[str, Any]:
         if "connector_restart" in values and "backoff_scale" not in values:
             values["backoff_scale"] = values["connector_restart"] / 10   # the first back-off gap (10 s) scaled
-        return cls(**values)
+        return values
+
+    def update(self, data: dict[str, Any]) -> None:
+        """Change timings by name at run time (the admin API), with the same derivations as at load."""
+        unknown = set(data) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown timings: {sorted(unknown)}")
+        for key, value in self._derived({k: self.coerce(k, v) for k, v in data.items()}).items():
+            setattr(self, key, value)
 
     @staticmethod
     def coerce(key: str, value: Any) -> Any:

@@ -35,6 +35,15 @@ class Problem:
         return {"code": self.code, "severity": self.severity, "message": self.message, "hint": self.hint}
 
 
+def crash_looping(container: Any) -> bool:
+    """In CrashLoopBackOff now, or between two of its restarts (started again, not ready, failed before)."""
+    if container.state and container.state.waiting and container.state.waiting.reason == "CrashLoopBackOff":
+        return True
+    last = container.last_state.terminated if container.last_state else None
+    return (container.restart_count or 0) >= 2 and not container.ready and last is not None and \
+        (last.exit_code or 0) != 0
+
+
 @dataclass
 class PodFacts:  # pylint: disable=too-many-instance-attributes
     name: str

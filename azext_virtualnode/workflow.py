@@ -33,7 +33,7 @@ from azext_virtualnode.connectors.v2 import CHART_NAME as V2_CHART
 from azext_virtualnode.connectors.addon import AddonEnable, finite
 from azext_virtualnode.connectors.chart import ChartEnable
 from azext_virtualnode.context import Ctx, Deadline, Timeout, Waiting, node_resource_group_id, progress
-from azext_virtualnode.health import Facts, PodFacts, Sources, build_status, evaluate, gather
+from azext_virtualnode.health import Facts, PodFacts, Sources, build_status, crash_looping, evaluate, gather
 from azext_virtualnode.identity import connector_identity, identity_by_client_id, role_state
 from azext_virtualnode.kube import ClusterAccessDenied, ClusterUnreachable, owned_by_daemonset
 from azext_virtualnode.lro import poll_interval
@@ -305,7 +305,9 @@ def heal_crash_loops(ctx: Ctx, namespace: str, selector: str) -> list[str]:
         with ctx.kube() as kube:
             for pod in kube.connector_pods(namespace, selector):
                 facts = PodFacts.of(pod)
-                if facts.reason != "CrashLoopBackOff":
+                # in its back-off, or in the few seconds it runs between two of its crashes
+                if facts.reason != "CrashLoopBackOff" and not any(
+                        crash_looping(s) for s in pod.status.container_statuses or []):
                     continue
                 progress(f"Restarting connector pod {facts.name} (crash-looping, {facts.restarts} restarts) so it "
                          "starts again now instead of after its back-off...")

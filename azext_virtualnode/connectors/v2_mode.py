@@ -38,6 +38,7 @@ from azext_virtualnode.chart import ChartRef, Helm, Release, chart_metadata, fin
 from azext_virtualnode.connectors import v2
 from azext_virtualnode.connectors import v2_kube as vk
 from azext_virtualnode.connectors.v2_health import InfraPod, V2Facts, V2Node, V2Subnet, build_status, evaluate
+from azext_virtualnode.health import crash_looping
 from azext_virtualnode.context import Ctx, Deadline, Timeout, Waiting, node_resource_group_id, progress
 from azext_virtualnode.identity import (GROUPS_NEED, SUBNET_NEED, chart_identity, ensure_role, identity_by_client_id,
                                         role_state)
@@ -540,15 +541,6 @@ def infra_pod(kube: Any, pod: Any) -> InfraPod:
                     f"{sum(1 for s in statuses if s.ready)}/{len(pod.spec.containers or [])}",
                     sum(s.restart_count or 0 for s in statuses), pod.spec.node_name, reason, message,
                     crashing.name if crashing else None)
-
-
-def crash_looping(container: Any) -> bool:
-    """In CrashLoopBackOff now, or between two of its restarts (started again, not ready, failed before)."""
-    if container.state and container.state.waiting and container.state.waiting.reason == "CrashLoopBackOff":
-        return True
-    last = container.last_state.terminated if container.last_state else None
-    return (container.restart_count or 0) >= 2 and not container.ready and last is not None and \
-        (last.exit_code or 0) != 0
 
 
 def heal(ctx: Ctx, namespace: str, release: str) -> list[str]:
