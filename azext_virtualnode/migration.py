@@ -28,7 +28,9 @@ from typing import Any
 
 from azext_virtualnode._consts import TAINT_KEY
 from azext_virtualnode.placement import (KINDS, LEGACY_TAINT_KEY, MODES, PLACEMENT_ANNOTATION, Kind, Managed,
-                                         PlacementError, Plan, Scheduling, burst_term, plan, pod_spec)
+                                         PlacementError, Plan, Scheduling, burst_term, plan, pod_spec,
+                                         requirement_holds)
+from azext_virtualnode.workload import owner_of
 
 Obj = dict[str, Any]
 LEGACY_MODES = ("addon", "chart")
@@ -136,13 +138,7 @@ def _selects(selector: Obj | None, labels: dict[str, str]) -> bool:
         return True          # policy/v1: an empty selector selects every pod of the namespace
     if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
         return False
-    for e in selector.get("matchExpressions") or []:
-        key, op, values = e.get("key", ""), e.get("operator", ""), e.get("values") or []
-        ok = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}.get(op, False)
-        if not ok:
-            return False
-    return True
+    return all(requirement_holds(e, labels) for e in selector.get("matchExpressions") or [])
 
 
 def pdb_floor(pdbs: list[Obj], namespace: str, labels: dict[str, str], replicas: int) -> tuple[int, str] | None:
@@ -230,19 +226,12 @@ class Stuck:
 
 
 def owner_workload(pod: Obj) -> tuple[str, str] | None:
-    """(kind name, workload name) of the workload ``place`` would edit for ``pod``: a Deployment for its
-    ReplicaSets' pods (by the pod-template-hash suffix), else the controller itself; None for a bare pod."""
+    """``workload.owner_of`` for a pod as JSON; None for a bare pod."""
     meta = pod.get("metadata") or {}
     owner = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
     if owner is None:
         return None
-    kind, name = str(owner.get("kind", "")), str(owner.get("name", ""))
-    if kind == "ReplicaSet":
-        digest = (meta.get("labels") or {}).get("pod-template-hash")
-        if digest and name.endswith(f"-{digest}"):
-            return "deployment", name[:-len(digest) - 1]
-        return "replicaset", name
-    return kind.lower(), name
+    return owner_of(str(owner.get("kind", "")), str(owner.get("name", "")), meta.get("labels") or {})
 
 
 def classify(workloads: dict[str, list[Obj]], legacy_pods: list[Obj], pdbs: list[Obj], force: bool = False

@@ -268,17 +268,19 @@ def affinity_conflicts(spec: Obj, target: ModeTarget) -> list[str]:
     blocking = []
     for term in required:
         failed = [e for e in term.get("matchExpressions") or [] if e.get("key") in labels
-                  and not _holds(e, labels)]
+                  and not requirement_holds(e, labels, unknown=True)]
         if not failed:
             return []
         blocking.append(f"{failed[0].get('key')} {failed[0].get('operator')} {failed[0].get('values') or []}")
     return blocking
 
 
-def _holds(expr: Obj, labels: dict[str, str]) -> bool:
+def requirement_holds(expr: Obj, labels: dict[str, str], unknown: bool = False) -> bool:
+    """A label-selector requirement (In, NotIn, Exists, DoesNotExist) on ``labels``; ``unknown`` for any other
+    operator (Gt/Lt of node affinity)."""
     key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
     return {"In": key in labels and labels[key] in values, "NotIn": key not in labels or labels[key] not in values,
-            "Exists": key in labels, "DoesNotExist": key not in labels}.get(op, True)
+            "Exists": key in labels, "DoesNotExist": key not in labels}.get(op, unknown)
 
 
 # -- the plan ---------------------------------------------------------------------------------------------

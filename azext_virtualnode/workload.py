@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azext_virtualnode._consts import TAINT_KEY
-from azext_virtualnode.placement import LEGACY_TAINT_KEY, MODES, ModeTarget
+from azext_virtualnode.placement import LEGACY_TAINT_KEY, MODES, ModeTarget, requirement_holds
 
 Obj = dict[str, Any]
 PENDING_SELECTOR = "status.phase=Pending,spec.nodeName="
@@ -22,6 +22,19 @@ _LIFECYCLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreach
 _VIRTUAL_LABELS = {(k, v) for t in MODES.values() for k, v in t.node_selector.items() if k != "kubernetes.io/os"}
 _VIRTUAL_TAINT_KEYS = (TAINT_KEY, LEGACY_TAINT_KEY)
 PLACEABLE = ("deployment", "statefulset", "replicaset", "job", "cronjob")
+
+
+def owner_of(kind: str | None, name: str | None, labels: dict[str, str]) -> tuple[str, str] | None:
+    """(kind name, workload name) that ``place`` would edit for a pod whose controller is ``kind``/``name``: the
+    Deployment for its ReplicaSets' pods (by the pod-template-hash suffix), else the controller itself."""
+    if not kind or not name:
+        return None
+    if kind == "ReplicaSet":
+        digest = labels.get("pod-template-hash")
+        if digest and name.endswith(f"-{digest}"):
+            return "deployment", name[:-len(digest) - 1]
+        return "replicaset", name
+    return kind.lower(), name
 
 
 # -- facts -------------------------------------------------------------------------------------------------
@@ -77,15 +90,8 @@ class PendingPod:  # pylint: disable=too-many-instance-attributes
     @property
     def workload(self) -> str | None:
         """``kind/name`` of the workload ``place`` would edit, from the owner reference (no extra reads)."""
-        kind, name = self.owner_kind, self.owner_name
-        if not kind or not name:
-            return None
-        if kind == "ReplicaSet":
-            digest = self.labels.get("pod-template-hash")
-            if digest and name.endswith(f"-{digest}"):
-                return f"deployment/{name[:-len(digest) - 1]}"
-            return f"replicaset/{name}"
-        return f"{kind.lower()}/{name}"
+        found = owner_of(self.owner_kind, self.owner_name, self.labels)
+        return f"{found[0]}/{found[1]}" if found else None
 
     @property
     def bursts(self) -> bool:
@@ -107,26 +113,13 @@ def tolerates(toleration: Obj, taint: Obj) -> bool:
     return (toleration.get("value") or "") == (taint.get("value") or "")
 
 
-def _expression(expr: Obj, labels: dict[str, str]) -> bool:
-    key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-    if op == "In":
-        return key in labels and labels[key] in values
-    if op == "NotIn":
-        return key not in labels or labels[key] not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    return False
-
-
 def selects(pod: PendingPod, labels: dict[str, str]) -> bool:
     if any(labels.get(k) != v for k, v in pod.node_selector.items()):
         return False
     if pod.required is None:
         return True
-    return any((term.get("matchExpressions") or []) and all(_expression(e, labels) for e in term["matchExpressions"])
-               for term in pod.required)
+    return any((term.get("matchExpressions") or [])
+               and all(requirement_holds(e, labels) for e in term["matchExpressions"]) for term in pod.required)
 
 
 # -- the rule --------------------------------------------------------------------------------------------
