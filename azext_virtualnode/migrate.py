@@ -140,7 +140,6 @@ def migrate(ctx: Ctx, o: MigrateOptions, confirm: Callable[[str, bool], None] | 
         raise stopped_error(ctx, mp, left)
     removed = remove_roles(ctx, mp)
     remove_legacy(ctx, mp)
-    ctx.done.append(f"removed the legacy connector ({mp.legacy.mode})")
     final = status(ctx)
     stuck = [s.as_json() for s in mp.stuck]
     return {**final, "migration": summary(mp.legacy.mode, moved, stuck, True, removed, rel=rel,
@@ -428,20 +427,13 @@ def remove_roles(ctx: Ctx, mp: MigrationPlan) -> list[str]:
 
 
 def remove_legacy(ctx: Ctx, mp: MigrationPlan) -> None:
-    from azext_virtualnode.addon import set_addon, wait_until_idle
+    """Turn the legacy connector off as ``disable`` does."""
+    from azext_virtualnode.addon import wait_until_idle
     from azext_virtualnode.chart import Helm
-    from azext_virtualnode.connectors.addon import finite
-    from azext_virtualnode.operations import wait_operation
-    from azext_virtualnode.workflow import remove_chart_node, uninstall_chart, wait_node_gone
-    legacy, deadline = mp.legacy, ctx.deadline.at
-    if legacy.mode == "addon":
-        cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), deadline,
+    from azext_virtualnode.workflow import remove_connector
+    cluster = mp.cluster
+    if mp.legacy.mode == "addon":           # a managed-cluster PUT: on the cluster as it is now, once idle
+        cluster = wait_until_idle(ctx.clusters, ctx.resource_group, ctx.name, ctx.cluster(), ctx.deadline.at,
                                   on_wait=progress)
-        progress("Turning off the ACI connector add-on...")
-        wait_operation(ctx, set_addon(ctx.clusters, ctx.resource_group, cluster, None, deadline=finite(deadline)),
-                       f"turning off the ACI connector add-on of cluster '{ctx.name}'",
-                       f"az aks virtual-node migrate {ctx.ids} --to v2")
-        wait_node_gone(ctx, deadline, legacy.node_name)
-        return
-    uninstall_chart(ctx, legacy, Helm.discover(), deadline)
-    remove_chart_node(ctx, mp.cluster, legacy, deadline)
+    remove_connector(ctx, cluster, mp.legacy, Helm.discover() if mp.legacy.mode == "chart" else None,
+                     f"az aks virtual-node migrate {ctx.ids} --to v2")

@@ -405,18 +405,10 @@ def disable(ctx: Ctx, delete_subnet: bool, force: bool, yes: bool, timeout: int,
         progress(f"Virtual nodes are not enabled on cluster '{ctx.name}'; nothing to do.")
         return result
     (confirm or _confirm)(f"This will {', '.join(_disable_actions(plan))} on cluster '{ctx.name}'. Continue?", yes)
-    if conn is not None and conn.mode == "addon":
-        progress("Turning off the ACI connector add-on...")
-        wait_operation(ctx, set_addon(ctx.clusters, ctx.resource_group, cluster, None,
-                                      deadline=finite(ctx.deadline.at)),
-                       f"turning off the ACI connector add-on of cluster '{ctx.name}'",
-                       f"az aks virtual-node disable {ctx.ids}")
-        ctx.done.append("turned off the ACI connector add-on")
-        result["addonDisabled"] = True
-        result["nodeRemoved"] = wait_node_gone(ctx, deadline, conn.node_name)
-    elif conn is not None:
-        result["chartUninstalled"] = uninstall_chart(ctx, conn, plan.helm, deadline)
-        result["nodeRemoved"] = remove_chart_node(ctx, cluster, conn, deadline)
+    if conn is not None:
+        removed, result["nodeRemoved"] = remove_connector(ctx, cluster, conn, plan.helm,
+                                                          f"az aks virtual-node disable {ctx.ids}")
+        result["addonDisabled" if conn.mode == "addon" else "chartUninstalled"] = removed
     for ra in plan.marked:
         ctx.roles.delete(ra.id)
         result["roleAssignmentsRemoved"].append(ra.id)
@@ -495,6 +487,20 @@ def refuse_if_busy_node(ctx: Ctx, force: bool, node_name: str = ADDON_NODE_NAME)
         raise ValidationError(
             f"{len(pods)} pod(s) still run on the virtual node; disabling would delete their container groups:\n"
             f"{listing}\nMove or delete them first, or re-run with --force. Nothing was changed.")
+
+
+def remove_connector(ctx: Ctx, cluster: ClusterView, conn: Connector, helm: Helm | None,
+                     resume: str) -> tuple[bool, bool | None]:
+    """Turn the add-on off (and wait for its node to go), or uninstall the legacy chart and delete the node and
+    container groups it leaves. Returns (turned off / uninstalled, node removed)."""
+    deadline = ctx.deadline.at
+    if conn.mode == "addon":
+        progress("Turning off the ACI connector add-on...")
+        wait_operation(ctx, set_addon(ctx.clusters, ctx.resource_group, cluster, None, deadline=finite(deadline)),
+                       f"turning off the ACI connector add-on of cluster '{ctx.name}'", resume)
+        ctx.done.append("turned off the ACI connector add-on")
+        return True, wait_node_gone(ctx, deadline, conn.node_name)
+    return uninstall_chart(ctx, conn, helm, deadline), remove_chart_node(ctx, cluster, conn, deadline)
 
 
 def uninstall_chart(ctx: Ctx, conn: Connector, helm: Helm | None, deadline: float) -> bool:
