@@ -157,16 +157,14 @@ def summary(source: str, moved: list[dict[str, Any]], skipped: list[dict[str, An
 def connectors(ctx: Ctx, cluster: Any) -> tuple[Any, Any]:
     """(the legacy connector or None, the installed v2 release or None), from the cluster and Helm's records."""
     from azext_virtualnode.connectors.v2_mode import V2Release
-    from azext_virtualnode.workflow import addon_connector, chart_connector, chart_releases
+    from azext_virtualnode.workflow import installed
     try:
-        releases = chart_releases(ctx)
+        conn, beside = installed(ctx, cluster, with_v2=True)
     except ClusterUnreachable as exc:
         raise ValidationError(f"Cannot read cluster '{ctx.name}': {exc}. Nothing was changed.") from None
-    installed = next((V2Release(r) for r in releases if r.chart_name == v2.CHART_NAME), None)
-    if cluster.addon_enabled:
-        return addon_connector(cluster), installed
-    legacy = next((r for r in releases if r.chart_name == LEGACY_CHART), None)
-    return (chart_connector(legacy) if legacy else None), installed
+    if conn is not None and conn.mode == "v2":
+        return None, V2Release(conn.release)
+    return conn, (V2Release(beside) if beside is not None else None)
 
 
 # -- plan --------------------------------------------------------------------------------------------------

@@ -74,38 +74,48 @@ def chart_releases(ctx: Ctx) -> list[Release]:
         return find_releases(kube, (CHART_NAME, V2_CHART))
 
 
+def installed(ctx: Ctx, cluster: ClusterView, with_v2: bool = False) -> tuple[Connector | None, Release | None]:
+    """The connector in use — the add-on, else a legacy chart release, else Virtual Nodes v2 — and a v2 release
+    installed beside a legacy connector (a migration not finished yet). Helm's records are listed once, and
+    beside the add-on only ``with_v2``. Raises ClusterUnreachable when they cannot be read."""
+    if cluster.addon_enabled and not with_v2:
+        return addon_connector(cluster), None
+    releases = chart_releases(ctx)
+    v2 = next((r for r in releases if r.chart_name == V2_CHART), None)
+    legacy = next((r for r in releases if r.chart_name == CHART_NAME), None)
+    if cluster.addon_enabled:
+        return addon_connector(cluster), v2
+    if legacy is not None:
+        return chart_connector(legacy), v2
+    if v2 is not None:
+        from azext_virtualnode.connectors.v2_mode import connector
+        return connector(v2), None
+    return None, None
+
+
 def detect(ctx: Ctx, cluster: ClusterView) -> Connector | None:
     """The installed connector, or None. Raises ClusterUnreachable when the add-on is off and the cluster
     cannot be read (a chart release could not be ruled out)."""
-    if cluster.addon_enabled:
-        return addon_connector(cluster)
-    releases = chart_releases(ctx)
-    legacy = [r for r in releases if r.chart_name == CHART_NAME]
-    if legacy:          # beside a v2 release only while a migration is unfinished: still the connector in use
-        return chart_connector(legacy[0])
-    if releases:
-        from azext_virtualnode.connectors.v2_mode import connector
-        return connector(releases[0])
-    return None
+    return installed(ctx, cluster)[0]
 
 
-def unfinished_migration(ctx: Ctx, conn: Connector) -> Any:
-    """The ``MigrationUnfinished`` problem when a v2 release runs beside the legacy connector ``conn``."""
+def unfinished_migration(ctx: Ctx, conn: Connector, v2: Release) -> Any:
+    """The ``MigrationUnfinished`` problem: the v2 release ``v2`` runs beside the legacy connector ``conn``."""
     from azext_virtualnode.health import WARNING, Problem
-    try:
-        with ctx.kube() as kube:
-            found = find_releases(kube, (V2_CHART,))
-    except ClusterUnreachable:
-        return None
-    if not found:
-        return None
     what = "the ACI connector add-on" if conn.mode == "addon" else "the legacy chart"
     return Problem("MigrationUnfinished",
-                   f"Virtual Nodes v2 (Helm release '{found[0].name}') runs beside {what}: a migration to v2 is "
+                   f"Virtual Nodes v2 (Helm release '{v2.name}') runs beside {what}: a migration to v2 is "
                    f"unfinished, and node {conn.node_name} takes no new pods if it was cordoned.",
                    f"Finish it with 'az aks virtual-node migrate {ctx.ids} --to v2' (it continues where it "
                    f"stopped), or go back: 'kubectl uncordon {conn.node_name}', then 'helm uninstall "
-                   f"{found[0].name} -n {found[0].release_namespace}' and delete its nodes.", WARNING)
+                   f"{v2.name} -n {v2.release_namespace}' and delete its nodes.", WARNING)
+
+
+def _v2_beside_addon(ctx: Ctx, cluster: ClusterView) -> Release | None:
+    try:
+        return installed(ctx, cluster, with_v2=True)[1]
+    except ClusterUnreachable:      # status reports the add-on all the same
+        return None
 
 
 # -- status --------------------------------------------------------------------------------------------------
@@ -146,8 +156,9 @@ def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
     outer, ctx.kube_retry_window = ctx.kube_retry_window, STATUS_RETRY_WINDOW
     denied = None
     try:
+        beside = None
         try:
-            conn, kube_error, code = detect(ctx, cluster), None, "ClusterUnreachable"
+            (conn, beside), kube_error, code = installed(ctx, cluster), None, "ClusterUnreachable"
         except ClusterUnreachable as exc:
             conn, kube_error, code = None, str(exc), exc.code
             denied = exc if isinstance(exc, ClusterAccessDenied) else None
@@ -164,7 +175,9 @@ def status(ctx: Ctx, cluster: ClusterView | None = None) -> dict[str, Any]:
         facts.caller = caller_name(ctx)
     problems = evaluate(facts)
     if conn is not None and facts.kube_error is None:
-        problems += [p for p in [unfinished_migration(ctx, conn)] if p is not None]
+        beside = _v2_beside_addon(ctx, cluster) if conn.mode == "addon" else beside
+        if beside is not None:
+            problems.append(unfinished_migration(ctx, conn, beside))
     return build_status(facts, problems)
 
 

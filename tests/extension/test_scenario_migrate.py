@@ -370,6 +370,9 @@ def test_migrate_from_the_legacy_chart(vn: Any, cluster: Any, kubectl: Kubectl) 
     vn("aks", "virtual-node", "place", *IDS, "--workload", "deployment/web", "--policy", "only")
     wait_for(lambda: set(nodes_of(kubectl.settled("web", 3)) + nodes_of(kubectl.settled("db", 2))) == {CHART_NODE},
              timeout=30)
+    sim.reset_logs()
+    assert vn("aks", "virtual-node", "status", *IDS).json()["mode"] == "chart"
+    assert len([e for e in sim.requests("kube") if e["path"] == "/api/v1/secrets"]) == 1, "Helm's records, once"
     principal = vn("aks", "show", *IDS).json()["identityProfile"]["kubeletidentity"]["objectId"]
     before = sorted(a["scope"].lower() for a in assignments(sim) if a["principalId"] == principal)
 
