@@ -239,10 +239,11 @@ def legacy_roles(ctx: Ctx, cluster: Any, legacy: Any, p: Any) -> tuple[list[Any]
 def legacy_pods_raw(kube: Any, node: str) -> list[dict[str, Any]]:
     """The pods on the legacy node that must go before it does: not DaemonSet pods, not finished, not already
     terminating."""
+    from azext_virtualnode.connectors.v2_kube import live
     from azext_virtualnode.kube_rest import view
     return [p for p in kube.list_raw("/api/v1/pods", fieldSelector=f"spec.nodeName={node}")
-            if not owned_by_daemonset(view(p)) and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-            and not (p.get("metadata") or {}).get("deletionTimestamp")]
+            if not owned_by_daemonset(view(p)) and live(view(p)) and not (p.get("metadata") or {}).get(
+                "deletionTimestamp")]
 
 
 def legacy_pods(ctx: Ctx, node: str) -> list[dict[str, Any]]:

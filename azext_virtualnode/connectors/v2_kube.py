@@ -79,7 +79,6 @@ def live(pod: Any) -> bool:
 class CapacityRead:
     rooms: list[v2.NodeRoom]
     nodes_listed: int
-    requests_made: int
 
 
 def _schedulable(node: Any) -> bool:
@@ -124,7 +123,7 @@ def node_rooms(kube: Any, needed: int, requests: tuple[int, int]) -> CapacityRea
                 used = pod_requests(pod)
                 cpu, mem = cpu - used[0], mem - used[1]
         rooms.append(v2.NodeRoom(node.metadata.name, int(round(cpu * 1000)), int(mem)))
-    return CapacityRead(rooms, len(nodes), 1 + len(rooms))
+    return CapacityRead(rooms, len(nodes))
 
 
 # -- writes ----------------------------------------------------------------------------------------------------
